@@ -1,0 +1,1 @@
+"""Machinery behind aiomq's public modules; nothing in this package is public API."""

@@ -1,0 +1,153 @@
+"""The aiomq exception tree.
+
+Every error aiomq raises on purpose is an `aiomq.Error`; the exceptions of the client
+library underneath never reach the caller, they are translated and chained with
+`raise ... from`. Some classes also inherit a builtin, so that code which knows nothing
+of aiomq can still catch them sensibly::
+
+    Error
+    ├── ConfigError(ValueError)          a setting or argument is invalid
+    ├── ClosedError(RuntimeError)        the object was closed, or was never opened
+    ├── RequestTimeoutError(TimeoutError)  a request got no answer in time
+    ├── BrokerConnectionError(ConnectionError)  no broker could be reached
+    └── BrokerError                      a broker answered with a Kafka error code
+        ├── UnknownTopicOrPartitionError   (code 3)
+        └── MessageTooLargeError           (code 10, or refused before sending)
+
+Cancellation (`asyncio.CancelledError`, anyio's cancel scopes) is never wrapped: it is
+not an `Exception`, and aiomq lets it pass through untouched.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+__all__ = [
+    "BrokerConnectionError",
+    "BrokerError",
+    "ClosedError",
+    "ConfigError",
+    "Error",
+    "MessageTooLargeError",
+    "RequestTimeoutError",
+    "UnknownTopicOrPartitionError",
+]
+
+
+class Error(Exception):
+    """The root of every exception raised by aiomq."""
+
+
+class ConfigError(Error, ValueError):
+    """A setting or argument is invalid, alone or in combination with another.
+
+    The message names the field and says how to fix it.
+    """
+
+
+class ClosedError(Error, RuntimeError):
+    """The reader, writer or client was used after `aclose()`, or before it was opened."""
+
+
+class RequestTimeoutError(Error, TimeoutError):
+    """A request to the cluster got no answer within its time limit."""
+
+
+class BrokerConnectionError(Error, ConnectionError):
+    """No connection could be made to any of the brokers tried.
+
+    Attributes:
+        brokers: The `host:port` addresses that were tried, in order.
+    """
+
+    def __init__(self, message: str, *, brokers: Sequence[str] = ()) -> None:
+        self.brokers: tuple[str, ...] = tuple(brokers)
+        if self.brokers:
+            message = f"{message} (brokers tried: {', '.join(self.brokers)})"
+        super().__init__(message)
+
+
+def _describe_target(topic: str | None, partition: int | None) -> str:
+    if topic is None:
+        return ""
+    if partition is None or partition < 0:
+        return f" for topic {topic!r}"
+    return f" for topic {topic!r} partition {partition}"
+
+
+class BrokerError(Error):
+    """A broker refused a request with a Kafka error code.
+
+    Attributes:
+        code: The Kafka protocol error code (for example 6 for NOT_LEADER_OR_FOLLOWER).
+        name: The error's protocol name.
+        retriable: Whether the same request may succeed if sent again later.
+        topic: The topic the request was about, when known.
+        partition: The partition the request was about, when known.
+    """
+
+    def __init__(
+        self,
+        code: int,
+        name: str,
+        *,
+        retriable: bool = False,
+        topic: str | None = None,
+        partition: int | None = None,
+        detail: str | None = None,
+    ) -> None:
+        self.code = code
+        self.name = name
+        self.retriable = retriable
+        self.topic = topic
+        self.partition = partition
+        kind = "retriable" if retriable else "not retriable"
+        message = f"{name} (Kafka error {code}, {kind}){_describe_target(topic, partition)}"
+        if detail:
+            message = f"{message}: {detail}"
+        super().__init__(message)
+
+
+class UnknownTopicOrPartitionError(BrokerError):
+    """The topic, or the partition of it, does not exist on the cluster."""
+
+    def __init__(
+        self,
+        *,
+        topic: str | None = None,
+        partition: int | None = None,
+        retriable: bool = False,
+        detail: str | None = None,
+    ) -> None:
+        super().__init__(
+            3,
+            "UNKNOWN_TOPIC_OR_PARTITION",
+            retriable=retriable,
+            topic=topic,
+            partition=partition,
+            detail=detail,
+        )
+
+
+class MessageTooLargeError(BrokerError):
+    """A message is larger than the client or the broker accepts.
+
+    Attributes:
+        size: The size of the message in bytes, when known.
+        limit: The limit it exceeded in bytes, when known.
+    """
+
+    def __init__(
+        self,
+        *,
+        size: int | None = None,
+        limit: int | None = None,
+        topic: str | None = None,
+        partition: int | None = None,
+        detail: str | None = None,
+    ) -> None:
+        self.size = size
+        self.limit = limit
+        if detail is None and size is not None and limit is not None:
+            detail = f"the message takes {size} bytes and the limit is {limit} bytes"
+        super().__init__(10, "MESSAGE_TOO_LARGE", topic=topic, partition=partition, detail=detail)

@@ -1,0 +1,54 @@
+"""The message type shared by readers and writers."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any, NamedTuple
+
+__all__ = ["Header", "Message"]
+
+Header = tuple[str, bytes]
+"""One record header: a name and a raw value."""
+
+
+class Message(NamedTuple):
+    """One Kafka record, as read by a `Reader` or given to a `Writer`.
+
+    Messages are immutable and cheap to create: they are built for every record read and
+    for every record written, so the type is a named tuple rather than a class with
+    validation. Use `message._replace(value=...)` to derive a changed copy.
+
+    When writing, only `key`, `value`, `headers`, `time` and `writer_data` matter, plus
+    `topic` when the writer has no topic of its own and `partition` when the balancer is
+    bypassed on purpose. The remaining fields are filled in by the reader.
+    """
+
+    topic: str = ""
+    """The topic the message belongs to. Default: "" (the writer's topic)."""
+
+    partition: int = -1
+    """The partition the message was read from or written to. Default: -1 (unknown)."""
+
+    offset: int = -1
+    """The offset of the message in its partition. Default: -1 (unknown)."""
+
+    high_water_mark: int = -1
+    """The partition's high water mark when the message was fetched. Default: -1."""
+
+    key: bytes | None = None
+    """The record key; `None` is Kafka's null key. Default: None."""
+
+    value: bytes | None = None
+    """The record value; `None` is Kafka's null value (a tombstone). Default: None."""
+
+    headers: Sequence[Header] = ()
+    """Record headers as `(name, value)` pairs, in order. Default: ()."""
+
+    time: datetime | None = None
+    """The record timestamp, timezone-aware. When writing, `None` lets the client stamp the
+    current time. Default: None."""
+
+    writer_data: Any = None
+    """A free slot for the caller: a writer hands it back untouched with the message's
+    outcome. It never leaves the process. Default: None."""

@@ -1,0 +1,5 @@
+"""Shared fixtures for the aiomq test suite."""
+
+from __future__ import annotations
+
+pytest_plugins = ["tests.support.brokers", "tests.support.mock_cluster"]
