@@ -5,16 +5,31 @@ from __future__ import annotations
 from importlib import metadata as _metadata
 
 from ._version import __version__ as _source_version
+from .balancer import Balancer as Balancer
+from .balancer import BalancerLike as BalancerLike
+from .balancer import CRC32Balancer as CRC32Balancer
+from .balancer import Hash as Hash
+from .balancer import LeastBytes as LeastBytes
+from .balancer import Murmur2Balancer as Murmur2Balancer
+from .balancer import ReferenceHash as ReferenceHash
+from .balancer import RoundRobin as RoundRobin
 from .errors import BrokerConnectionError as BrokerConnectionError
 from .errors import BrokerError as BrokerError
 from .errors import ClosedError as ClosedError
 from .errors import ConfigError as ConfigError
 from .errors import Error as Error
+from .errors import InvalidMessageError as InvalidMessageError
 from .errors import MessageTooLargeError as MessageTooLargeError
 from .errors import RequestTimeoutError as RequestTimeoutError
 from .errors import UnknownTopicOrPartitionError as UnknownTopicOrPartitionError
+from .errors import WriteErrors as WriteErrors
 from .message import Header as Header
 from .message import Message as Message
+from .stats import WriterStats as WriterStats
+from .writer import Compression as Compression
+from .writer import RequiredAcks as RequiredAcks
+from .writer import Writer as Writer
+from .writer import WriterConfig as WriterConfig
 
 try:
     __version__ = _metadata.version("aiomq")
@@ -22,15 +37,30 @@ except _metadata.PackageNotFoundError:  # pragma: no cover - running from a bare
     __version__ = _source_version
 
 __all__ = [
+    "Balancer",
+    "BalancerLike",
     "BrokerConnectionError",
     "BrokerError",
+    "CRC32Balancer",
     "ClosedError",
+    "Compression",
     "ConfigError",
     "Error",
+    "Hash",
     "Header",
+    "InvalidMessageError",
+    "LeastBytes",
     "Message",
     "MessageTooLargeError",
+    "Murmur2Balancer",
+    "ReferenceHash",
     "RequestTimeoutError",
+    "RequiredAcks",
+    "RoundRobin",
     "UnknownTopicOrPartitionError",
+    "WriteErrors",
+    "Writer",
+    "WriterConfig",
+    "WriterStats",
     "__version__",
 ]

@@ -7,12 +7,14 @@ of aiomq can still catch them sensibly::
 
     Error
     ├── ConfigError(ValueError)          a setting or argument is invalid
+    ├── InvalidMessageError(ValueError)  a message cannot be written as given
     ├── ClosedError(RuntimeError)        the object was closed, or was never opened
     ├── RequestTimeoutError(TimeoutError)  a request got no answer in time
     ├── BrokerConnectionError(ConnectionError)  no broker could be reached
-    └── BrokerError                      a broker answered with a Kafka error code
-        ├── UnknownTopicOrPartitionError   (code 3)
-        └── MessageTooLargeError           (code 10, or refused before sending)
+    ├── BrokerError                      a broker answered with a Kafka error code
+    │   ├── UnknownTopicOrPartitionError   (code 3)
+    │   └── MessageTooLargeError           (code 10, or refused before sending)
+    └── WriteErrors                      some messages of one write failed; per message
 
 Cancellation (`asyncio.CancelledError`, anyio's cancel scopes) is never wrapped: it is
 not an `Exception`, and aiomq lets it pass through untouched.
@@ -22,15 +24,19 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from aiomq.message import Message
+
 __all__ = [
     "BrokerConnectionError",
     "BrokerError",
     "ClosedError",
     "ConfigError",
     "Error",
+    "InvalidMessageError",
     "MessageTooLargeError",
     "RequestTimeoutError",
     "UnknownTopicOrPartitionError",
+    "WriteErrors",
 ]
 
 
@@ -42,6 +48,13 @@ class ConfigError(Error, ValueError):
     """A setting or argument is invalid, alone or in combination with another.
 
     The message names the field and says how to fix it.
+    """
+
+
+class InvalidMessageError(Error, ValueError):
+    """A message cannot be written as given: a wrong type, or a missing or conflicting topic.
+
+    Nothing of the call that raised it was written.
     """
 
 
@@ -151,3 +164,27 @@ class MessageTooLargeError(BrokerError):
         if detail is None and size is not None and limit is not None:
             detail = f"the message takes {size} bytes and the limit is {limit} bytes"
         super().__init__(10, "MESSAGE_TOO_LARGE", topic=topic, partition=partition, detail=detail)
+
+
+class WriteErrors(Error):
+    """Some messages of one `write_messages` call were not written.
+
+    The lists are aligned with the call's messages, so the caller knows exactly which
+    messages reached the broker and which did not.
+
+    Attributes:
+        errors: For each message, the error that stopped it, or None if it was written.
+        written: For each message, the written message (with partition and offset), or None.
+    """
+
+    def __init__(self, errors: Sequence[Error | None], written: Sequence[Message | None]) -> None:
+        self.errors: list[Error | None] = list(errors)
+        self.written: list[Message | None] = list(written)
+        failed = [e for e in self.errors if e is not None]
+        first = failed[0] if failed else None
+        super().__init__(
+            f"{len(failed)} of {len(self.errors)} messages were not written; first error: {first}"
+        )
+
+    def __len__(self) -> int:
+        return sum(1 for e in self.errors if e is not None)

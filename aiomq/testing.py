@@ -30,13 +30,18 @@ import sys
 import tempfile
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from types import TracebackType
 from typing import IO, Final, Self
 
 from aiomq.errors import ClosedError, Error
 
-__all__ = ["EmbeddedBroker", "EmbeddedBrokerError"]
+__all__ = [
+    "ENV_BOOTSTRAP_SERVERS",
+    "EmbeddedBroker",
+    "EmbeddedBrokerError",
+    "env_or_embedded_broker",
+]
 
 _CORRELATION_ID: Final = 0x61696F6D
 # ApiVersions v0 with client id "aiomq-probe": the smallest request every Kafka broker answers.
@@ -51,6 +56,9 @@ _PROBE: Final = struct.pack(
     _CLIENT_ID,
 )
 _PORT_ATTEMPTS: Final = 5
+
+ENV_BOOTSTRAP_SERVERS: Final = "AIOMQ_BOOTSTRAP_SERVERS"
+"""The environment variable that names an existing broker, as `host:port[,host:port...]`."""
 
 # Every broker process this interpreter started and has not stopped yet, so that an exit
 # which skips the context managers' teardown still ends them.
@@ -357,6 +365,24 @@ def _recv_exactly(sock: socket.socket, size: int) -> bytes:
 def _stop_all() -> None:
     for broker in list(_live):
         broker.stop()
+
+
+@contextlib.asynccontextmanager
+async def env_or_embedded_broker() -> AsyncIterator[list[str]]:
+    """Yield the broker addresses named by `AIOMQ_BOOTSTRAP_SERVERS`, or an embedded broker's.
+
+    Scripts and examples use it to run against a real cluster when one is configured, and
+    stand-alone otherwise. The embedded broker, if started, stops when the block ends.
+
+    Yields:
+        The bootstrap addresses, as a list of `host:port` strings.
+    """
+    named = os.environ.get(ENV_BOOTSTRAP_SERVERS, "").strip()
+    if named:
+        yield [address.strip() for address in named.split(",") if address.strip()]
+        return
+    async with EmbeddedBroker() as broker:
+        yield [broker.bootstrap_servers]
 
 
 def main(argv: list[str] | None = None, *, ready: Callable[[str], None] | None = None) -> int:

@@ -1,0 +1,370 @@
+"""Balancers: how a `Writer` picks the partition for each message.
+
+A balancer receives the message and the ids of the partitions it may choose from, and
+returns one of those ids. Any object with a `balance(message, partitions)` method will
+do, and so will a plain function with that signature.
+
+The hash balancers reproduce the partition choices of other Kafka clients, so that
+records with the same key land on the same partition whichever client wrote them:
+
+- `Hash`: Sarama's default partitioner, kafka-go's `Hash` and librdkafka's `fnv1a_random`
+  and `fnv1a` partitioners (FNV-1a).
+- `ReferenceHash`: Sarama's reference hash partitioner and kafka-go's `ReferenceHash`.
+- `CRC32Balancer`: librdkafka's `consistent_random` and `consistent` partitioners, the
+  defaults of confluent-kafka-python and confluent-kafka-go.
+- `Murmur2Balancer`: the Java client's default partitioner for keyed records, and
+  librdkafka's `murmur2_random` and `murmur2` partitioners.
+
+Hashing only agrees across clients when every client sees the same list: offer the
+topic's partitions in ascending order, including those that are briefly unavailable.
+
+Balancers keep a little state (a round robin counter, byte counts). `balance` never
+awaits, so one balancer is safe to share between the tasks of an event loop; it is not
+synchronised for use from several threads at once.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Sequence
+from typing import Protocol, TypeAlias, cast
+
+from ._internal.hashing import crc32_ieee, fnv1a_32, murmur2
+from .message import Message
+
+__all__ = [
+    "Balancer",
+    "BalancerLike",
+    "CRC32Balancer",
+    "Hash",
+    "LeastBytes",
+    "Murmur2Balancer",
+    "ReferenceHash",
+    "RoundRobin",
+]
+
+_NO_PARTITIONS = "no partitions offered: a balancer needs at least one partition to choose from"
+
+
+class Balancer(Protocol):
+    """The interface of a partition balancer (kafka-go's `Balancer`)."""
+
+    def balance(self, message: Message, partitions: Sequence[int], /) -> int:
+        """Return the partition to write `message` to.
+
+        Use one balancer per topic: stateful balancers notice a change of partitions by
+        comparing what they are offered from one call to the next.
+
+        Args:
+            message: The message being written.
+            partitions: The ids of the partitions to choose from, in ascending order.
+                Never empty when a writer calls.
+
+        Returns:
+            One of the ids in `partitions`.
+
+        Raises:
+            ValueError: `partitions` is empty.
+        """
+        ...
+
+
+BalancerLike: TypeAlias = Balancer | Callable[[Message, Sequence[int]], int]
+"""What a writer accepts as its balancer: a `Balancer`, or a function with the same
+signature as `Balancer.balance`."""
+
+
+class _FunctionBalancer:
+    """Adapts a plain function to the `Balancer` interface (kafka-go's `BalancerFunc`)."""
+
+    __slots__ = ("balance",)
+
+    def __init__(self, func: Callable[[Message, Sequence[int]], int]) -> None:
+        # Stored as the attribute itself, so calling `balance` costs no extra frame.
+        self.balance = func
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.balance!r})"
+
+
+def as_balancer(obj: BalancerLike) -> Balancer:
+    """Return `obj` as a `Balancer`, wrapping a plain function. Internal to aiomq.
+
+    Args:
+        obj: A balancer instance, or a function taking `(message, partitions)`.
+
+    Returns:
+        `obj` itself when it has a `balance` method, otherwise a wrapper around it.
+
+    Raises:
+        TypeError: `obj` is a class rather than an instance, or is neither a balancer
+            nor callable.
+    """
+    if isinstance(obj, type):
+        name = obj.__qualname__
+        raise TypeError(
+            f"balancer must be an instance, not the class {name}: pass {name}() instead"
+        )
+    if callable(getattr(obj, "balance", None)):
+        return cast("Balancer", obj)
+    if callable(obj):
+        return _FunctionBalancer(obj)
+    raise TypeError(
+        "balancer must have a balance(message, partitions) method or be a function "
+        f"taking (message, partitions), not {type(obj).__name__}"
+    )
+
+
+def _name(func: Callable[..., object]) -> str:
+    return str(getattr(func, "__qualname__", None) or repr(func))
+
+
+class RoundRobin:
+    """Sends messages to the offered partitions in turn, `chunk_size` at a time.
+
+    Compatible with kafka-go's `RoundRobin` (including its `ChunkSize`): call number i,
+    counting from 0, returns `partitions[(i // chunk_size) % len(partitions)]`. This is
+    kafka-go's default balancer. Sending a few consecutive messages to one partition
+    lets a writer fill larger batches.
+
+    Safe to share between the tasks of one event loop.
+
+    Args:
+        chunk_size: How many consecutive messages go to one partition before moving on
+            to the next. Values below 1 act as 1. Default: 1.
+    """
+
+    __slots__ = ("_chunk_size", "_counter")
+
+    def __init__(self, chunk_size: int = 1) -> None:
+        self._chunk_size = max(chunk_size, 1)
+        self._counter = 0
+
+    @property
+    def chunk_size(self) -> int:
+        """How many consecutive messages go to one partition. Default: 1."""
+        return self._chunk_size
+
+    def balance(self, message: Message, partitions: Sequence[int], /) -> int:
+        """Return the next partition in turn. See `Balancer.balance`."""
+        if not partitions:
+            raise ValueError(_NO_PARTITIONS)
+        counter = self._counter
+        self._counter = counter + 1
+        return partitions[(counter // self._chunk_size) % len(partitions)]
+
+    def __repr__(self) -> str:
+        return f"RoundRobin(chunk_size={self._chunk_size})"
+
+
+class LeastBytes:
+    """Sends each message to the partition that this balancer has given the fewest bytes.
+
+    Compatible with kafka-go's `LeastBytes`. A message counts as the length of its key
+    plus the length of its value; ties go to the first offered partition. The counts
+    start again from zero whenever the offered partitions change. Nothing is shared
+    between writers, so the balance holds for each writer on its own.
+
+    `balance` allocates nothing when `partitions` is a tuple. Safe to share between the
+    tasks of one event loop.
+    """
+
+    __slots__ = ("_bytes", "_partitions")
+
+    def __init__(self) -> None:
+        self._partitions: tuple[int, ...] = ()
+        self._bytes: list[int] = []
+
+    def balance(self, message: Message, partitions: Sequence[int], /) -> int:
+        """Return the partition with the fewest bytes so far. See `Balancer.balance`."""
+        if not partitions:
+            raise ValueError(_NO_PARTITIONS)
+        offered = self._partitions
+        if partitions is not offered:
+            given = tuple(partitions)  # the same object when partitions is a tuple
+            if given != offered:
+                self._bytes = [0] * len(given)
+            # Keep the caller's tuple, so the identity check above succeeds next time.
+            self._partitions = offered = given
+        counts = self._bytes
+        index = counts.index(min(counts))
+        key = message.key
+        value = message.value
+        counts[index] += (0 if key is None else len(key)) + (0 if value is None else len(value))
+        return offered[index]
+
+    def __repr__(self) -> str:
+        return "LeastBytes()"
+
+
+class Hash:
+    """Picks the partition from a hash of the message key, as Sarama's default does.
+
+    Compatible with Sarama's `NewHashPartitioner`, kafka-go's `Hash` and, with the
+    default hasher, librdkafka's `fnv1a_random` partitioner, or its `fnv1a` partitioner
+    when `consistent` is true: the 32-bit hash of the key is read as a signed integer,
+    its remainder by the number of partitions is taken toward zero (Go's `%`), and the
+    absolute value of that indexes the offered partitions. The same key always lands on
+    the same partition while the partition count stays the same.
+
+    A `None` key goes round robin across the offered partitions, as in kafka-go (Sarama
+    and librdkafka's `fnv1a_random` pick at random). An empty key is hashed like any
+    other.
+
+    Safe to share between the tasks of one event loop.
+
+    Args:
+        hasher: A function from the key's bytes to an unsigned 32-bit hash, such as
+            `zlib.crc32`. Default: None, meaning FNV-1a, as in Sarama and kafka-go.
+        consistent: Hash a `None` key as if it were empty (librdkafka's `fnv1a`), sending
+            all of them to one partition, instead of spreading them round robin.
+            Default: False.
+    """
+
+    __slots__ = ("_consistent", "_hasher", "_round_robin")
+
+    def __init__(
+        self, hasher: Callable[[bytes], int] | None = None, consistent: bool = False
+    ) -> None:
+        self._hasher: Callable[[bytes], int] = fnv1a_32 if hasher is None else hasher
+        self._consistent = consistent
+        self._round_robin = RoundRobin()
+
+    def balance(self, message: Message, partitions: Sequence[int], /) -> int:
+        """Return the partition for the message's key. See `Balancer.balance`."""
+        key = message.key
+        if key is None:
+            if not self._consistent:
+                return self._round_robin.balance(message, partitions)
+            key = b""
+        if not partitions:
+            raise ValueError(_NO_PARTITIONS)
+        h = self._hasher(key) & 0xFFFFFFFF
+        if h & 0x80000000:
+            # Negative as an int32; |h rem n| is |h| mod n, so take |h| first.
+            h = 0x100000000 - h
+        return partitions[h % len(partitions)]
+
+    def __repr__(self) -> str:
+        return f"Hash(hasher={_name(self._hasher)}, consistent={self._consistent})"
+
+
+class ReferenceHash:
+    """Picks the partition from a hash of the message key, as Sarama's reference does.
+
+    Compatible with Sarama's `NewReferenceHashPartitioner` and kafka-go's
+    `ReferenceHash`: the 32-bit hash of the key, with its sign bit cleared, modulo the
+    number of partitions indexes the offered partitions. This is how the Java client
+    turns a hash into a partition; with the default FNV-1a it still differs from the
+    Java client, which hashes with murmur2 (use `Murmur2Balancer` for that).
+
+    A `None` key goes round robin across the offered partitions (Sarama and kafka-go pick
+    at random). An empty key is hashed like any other.
+
+    Safe to share between the tasks of one event loop.
+
+    Args:
+        hasher: A function from the key's bytes to an unsigned 32-bit hash, such as
+            `zlib.crc32`. Default: None, meaning FNV-1a, as in Sarama and kafka-go.
+    """
+
+    __slots__ = ("_hasher", "_round_robin")
+
+    def __init__(self, hasher: Callable[[bytes], int] | None = None) -> None:
+        self._hasher: Callable[[bytes], int] = fnv1a_32 if hasher is None else hasher
+        self._round_robin = RoundRobin()
+
+    def balance(self, message: Message, partitions: Sequence[int], /) -> int:
+        """Return the partition for the message's key. See `Balancer.balance`."""
+        key = message.key
+        if key is None:
+            return self._round_robin.balance(message, partitions)
+        if not partitions:
+            raise ValueError(_NO_PARTITIONS)
+        return partitions[(self._hasher(key) & 0x7FFFFFFF) % len(partitions)]
+
+    def __repr__(self) -> str:
+        return f"ReferenceHash(hasher={_name(self._hasher)})"
+
+
+class CRC32Balancer:
+    """Picks the partition from the CRC-32 of the message key, as librdkafka does.
+
+    Compatible with librdkafka's `consistent_random` partitioner (the default of
+    confluent-kafka-python and confluent-kafka-go), or with its `consistent` partitioner
+    when `consistent` is true, and with kafka-go's `CRC32Balancer`: the CRC-32 (IEEE) of
+    the key modulo the number of partitions indexes the offered partitions.
+
+    librdkafka makes no difference between a `None` key and an empty one: both go to a
+    random partition, or, when `consistent` is true, both hash to the first offered
+    partition. Leave `consistent` off unless every message has a key, or that partition
+    runs hot.
+
+    Safe to share between the tasks of one event loop.
+
+    Args:
+        consistent: Hash `None` and empty keys too (librdkafka's `consistent`), instead
+            of picking a random partition for them (`consistent_random`). Default: False.
+    """
+
+    __slots__ = ("_choice", "_consistent")
+
+    def __init__(self, consistent: bool = False) -> None:
+        self._consistent = consistent
+        self._choice = random.Random().choice
+
+    def balance(self, message: Message, partitions: Sequence[int], /) -> int:
+        """Return the partition for the message's key. See `Balancer.balance`."""
+        if not partitions:
+            raise ValueError(_NO_PARTITIONS)
+        key = message.key
+        if not key:
+            if not self._consistent:
+                return self._choice(partitions)
+            key = b""
+        return partitions[crc32_ieee(key) % len(partitions)]
+
+    def __repr__(self) -> str:
+        return f"CRC32Balancer(consistent={self._consistent})"
+
+
+class Murmur2Balancer:
+    """Picks the partition from the murmur2 hash of the message key, as Java does.
+
+    Compatible with the Java client's default partitioner for keyed records, with
+    librdkafka's `murmur2_random` partitioner, or its `murmur2` partitioner when
+    `consistent` is true, and with kafka-go's `Murmur2Balancer`: Kafka's murmur2 of the
+    key, with the sign bit cleared, modulo the number of partitions indexes the offered
+    partitions.
+
+    A `None` key goes to a random partition, as in librdkafka's `murmur2_random` and
+    kafka-go (the Java client instead sticks to one partition per batch). An empty key
+    is hashed like any other. Leave `consistent` off unless every message has a key, or
+    one partition runs hot.
+
+    Safe to share between the tasks of one event loop.
+
+    Args:
+        consistent: Hash a `None` key as if it were empty (librdkafka's `murmur2`),
+            instead of picking a random partition (`murmur2_random`). Default: False.
+    """
+
+    __slots__ = ("_choice", "_consistent")
+
+    def __init__(self, consistent: bool = False) -> None:
+        self._consistent = consistent
+        self._choice = random.Random().choice
+
+    def balance(self, message: Message, partitions: Sequence[int], /) -> int:
+        """Return the partition for the message's key. See `Balancer.balance`."""
+        if not partitions:
+            raise ValueError(_NO_PARTITIONS)
+        key = message.key
+        if key is None:
+            if not self._consistent:
+                return self._choice(partitions)
+            key = b""
+        return partitions[(murmur2(key) & 0x7FFFFFFF) % len(partitions)]
+
+    def __repr__(self) -> str:
+        return f"Murmur2Balancer(consistent={self._consistent})"

@@ -1,0 +1,53 @@
+"""Snapshots of what a writer or reader has done, for metrics and monitoring."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["WriterStats"]
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class WriterStats:
+    """Counters of a `Writer` since it was opened, taken at one moment.
+
+    Counters only grow, so a metrics system can turn them into rates; unlike kafka-go's
+    `Stats()`, taking a snapshot does not reset anything.
+    """
+
+    writes: int
+    """Calls to `write_messages` that queued at least one message."""
+
+    messages: int
+    """Messages the broker acknowledged (or, with `RequiredAcks.NONE`, that were sent)."""
+
+    bytes: int
+    """Key and value bytes of the acknowledged messages."""
+
+    errors: int
+    """Messages that failed for good: retries exhausted, a non-retriable error, or a
+    close that could not deliver them in time."""
+
+    retries: int
+    """Produce requests sent again after a retriable error."""
+
+    batches: int
+    """Record batches the broker acknowledged."""
+
+    batch_messages_avg: float
+    """Mean number of messages per acknowledged batch."""
+
+    batch_messages_max: int
+    """Largest number of messages in one acknowledged batch."""
+
+    batch_bytes_avg: float
+    """Mean encoded size of an acknowledged batch in bytes, after compression."""
+
+    batch_time_avg: float
+    """Mean seconds from a batch's first message being queued to its acknowledgement."""
+
+    batch_time_max: float
+    """Longest such time in seconds."""
+
+    queued: int
+    """Messages accepted and not yet settled (in a batch being sent, or waiting for one)."""

@@ -1,0 +1,501 @@
+"""The Writer: batched, balanced, retried writes to Kafka (kafka-go's `Writer`).
+
+::
+
+    async with aiomq.Writer(brokers=["localhost:9092"], topic="orders") as w:
+        written = await w.write_messages(aiomq.Message(key=b"user-1", value=b"..."))
+        print(written[0].partition, written[0].offset)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any, Final, Self
+
+from aiokafka.client import AIOKafkaClient
+from aiokafka.record.default_records import DefaultRecordBatchBuilder
+
+from aiomq._internal.errmap import map_errors
+from aiomq._internal.log import get_logger
+from aiomq._internal.metadata import topic_partitions
+from aiomq._internal.producer import Completion, Counters, Producer, ProducerSettings, WriteCall
+from aiomq._internal.shield import finish_shielded
+from aiomq.balancer import Balancer, BalancerLike, Murmur2Balancer, as_balancer
+from aiomq.errors import (
+    ClosedError,
+    ConfigError,
+    InvalidMessageError,
+    MessageTooLargeError,
+    UnknownTopicOrPartitionError,
+    WriteErrors,
+)
+from aiomq.message import Message
+from aiomq.stats import WriterStats
+
+__all__ = ["Compression", "RequiredAcks", "Writer", "WriterConfig"]
+
+_METADATA_MAX_AGE: Final = 300.0
+
+
+class RequiredAcks(enum.IntEnum):
+    """How many replicas must store a batch before the broker acknowledges it."""
+
+    NONE = 0
+    """No acknowledgement: fastest, and messages can be lost without anyone knowing."""
+
+    ONE = 1
+    """The partition leader alone: a message is lost if the leader fails before replicating."""
+
+    ALL = -1
+    """Every in-sync replica: nothing acknowledged is lost while one replica survives."""
+
+
+class Compression(enum.IntEnum):
+    """Record batch compression codecs. Snappy, LZ4 and Zstandard need `aiomq[compression]`."""
+
+    GZIP = 1
+    SNAPPY = 2
+    LZ4 = 3
+    ZSTD = 4
+
+
+def _codec_available(codec: Compression) -> bool:
+    if codec is Compression.GZIP:
+        return True
+    try:
+        import cramjam  # noqa: F401 - optional; checked only when asked for
+    except ImportError:
+        return False
+    return True
+
+
+def _murmur2_default() -> Balancer:
+    return Murmur2Balancer()
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class WriterConfig:
+    """Every setting of a `Writer`, validated when created.
+
+    Raises:
+        ConfigError: A value or a combination of values is invalid; the message names the
+            field.
+    """
+
+    brokers: Sequence[str]
+    """Bootstrap addresses, as `host:port` strings. Required."""
+
+    topic: str | None = None
+    """The topic every message goes to. When None, each message names its own topic, and a
+    message naming a topic while this is set is an error (as in kafka-go). Default: None."""
+
+    balancer: BalancerLike = field(default_factory=_murmur2_default)
+    """Picks each message's partition: a `Balancer` or a `(message, partitions) -> int`
+    callable. The default, `Murmur2Balancer()`, keeps every key on one partition and agrees
+    with the Java and aiokafka producers (kafka-go's default, `RoundRobin`, ignores keys).
+    A message whose `partition` is 0 or more bypasses the balancer. Default: Murmur2Balancer()."""
+
+    max_attempts: int = 10
+    """Attempts per batch before a retriable error becomes final. Default: 10."""
+
+    write_backoff_min: float = 0.1
+    """Seconds to wait before the first retry; doubles with each retry. Default: 0.1."""
+
+    write_backoff_max: float = 1.0
+    """The most seconds to wait between retries. Default: 1.0."""
+
+    batch_size: int = 1000
+    """The most messages in one record batch. Default: 1000."""
+
+    batch_bytes: int = 1_048_576
+    """The most bytes in one record batch; a single message larger than this is refused
+    with `MessageTooLargeError`. Default: 1048576 (1 MiB, Kafka's default message limit)."""
+
+    batch_timeout: float = 0.0
+    """Seconds a partition's first queued message may wait for more to join its batch. With
+    0, a batch leaves as soon as the partition's previous request is answered, so batches
+    still grow under load while a lone write returns in milliseconds. Default: 0.0."""
+
+    write_timeout: float = 10.0
+    """Seconds to wait for the broker to answer one produce request. Default: 10.0."""
+
+    required_acks: RequiredAcks = RequiredAcks.ALL
+    """Which replicas must store a batch before it counts as written. Default: ALL."""
+
+    compression: Compression | None = None
+    """The codec for record batches, or None for no compression. Default: None."""
+
+    idempotent: bool = False
+    """Ask the broker to drop duplicates that retries would otherwise create (Kafka's
+    idempotent producer; needs `required_acks=ALL` and a broker that supports it). Off by
+    default because not every Kafka-protocol broker offers it; per-partition order is kept
+    either way. Default: False."""
+
+    allow_auto_topic_creation: bool = False
+    """Let the broker create a missing topic on first write, with its default settings.
+    When False, writing to a missing topic raises `UnknownTopicOrPartitionError` naming it.
+    Default: False."""
+
+    async_mode: bool = False
+    """When True, `write_messages` returns as soon as the messages are queued, and each
+    batch's outcome goes to `completion` (kafka-go's `Async`). Default: False."""
+
+    completion: Completion | None = None
+    """Called with each batch's messages (with partition and offset once written) and the
+    error that failed them, or None. May be a plain function or a coroutine function; it
+    runs on the event loop and should return quickly. Default: None."""
+
+    queue_capacity: int = 100_000
+    """The most messages the writer holds before `write_messages` waits for room (back
+    pressure), in both modes. Default: 100000."""
+
+    close_timeout: float = 30.0
+    """Seconds `aclose()` spends delivering what is still queued before failing it.
+    Default: 30.0."""
+
+    client_id: str = "aiomq"
+    """The client id sent to brokers, seen in their logs and quotas. Default: "aiomq"."""
+
+    logger: Any = None
+    """A structlog logger to log through instead of `structlog.get_logger("aiomq")`.
+    Default: None."""
+
+    def __post_init__(self) -> None:
+        if isinstance(self.brokers, str) or not self.brokers:
+            raise ConfigError(
+                f"brokers must be a non-empty list of 'host:port' strings, not {self.brokers!r}"
+            )
+        if self.topic is not None and (not isinstance(self.topic, str) or not self.topic):
+            raise ConfigError(f"topic must be a non-empty string or None, not {self.topic!r}")
+        try:
+            as_balancer(self.balancer)
+        except TypeError as exc:
+            raise ConfigError(f"balancer: {exc}") from None
+        _positive_int("max_attempts", self.max_attempts)
+        _positive_int("batch_size", self.batch_size)
+        _positive_int("batch_bytes", self.batch_bytes)
+        _positive_int("queue_capacity", self.queue_capacity)
+        _seconds("write_backoff_min", self.write_backoff_min, allow_zero=True)
+        _seconds("write_backoff_max", self.write_backoff_max, allow_zero=True)
+        _seconds("batch_timeout", self.batch_timeout, allow_zero=True)
+        _seconds("write_timeout", self.write_timeout, allow_zero=False)
+        _seconds("close_timeout", self.close_timeout, allow_zero=True)
+        if self.write_backoff_min > self.write_backoff_max:
+            raise ConfigError(
+                f"write_backoff_min ({self.write_backoff_min}) is larger than "
+                f"write_backoff_max ({self.write_backoff_max})"
+            )
+        if not isinstance(self.required_acks, RequiredAcks):
+            raise ConfigError(
+                f"required_acks must be a RequiredAcks member, not {self.required_acks!r}"
+            )
+        if self.compression is not None:
+            if not isinstance(self.compression, Compression):
+                raise ConfigError(
+                    f"compression must be a Compression member or None, not {self.compression!r}"
+                )
+            if not _codec_available(self.compression):
+                raise ConfigError(
+                    f"compression {self.compression.name} needs the cramjam package: "
+                    "pip install 'aiomq[compression]'"
+                )
+        if self.idempotent and self.required_acks is not RequiredAcks.ALL:
+            raise ConfigError("idempotent writes need required_acks=RequiredAcks.ALL")
+        if self.completion is not None and not callable(self.completion):
+            raise ConfigError(f"completion must be callable, not {self.completion!r}")
+        if not isinstance(self.client_id, str) or not self.client_id:
+            raise ConfigError(f"client_id must be a non-empty string, not {self.client_id!r}")
+
+
+def _positive_int(name: str, value: object) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ConfigError(f"{name} must be a positive integer, not {value!r}")
+
+
+def _seconds(name: str, value: object, *, allow_zero: bool) -> None:
+    if (
+        not isinstance(value, int | float)
+        or isinstance(value, bool)
+        or not math.isfinite(value)
+        or value < 0
+        or (value == 0 and not allow_zero)
+    ):
+        bound = "zero or more" if allow_zero else "more than zero"
+        raise ConfigError(f"{name} must be a number of seconds, {bound}, not {value!r}")
+
+
+class Writer:
+    """Writes messages to Kafka in batches, choosing partitions with a balancer.
+
+    Open it with `async with`; it connects on entry and flushes on exit. The arguments are
+    those of `WriterConfig` (pass `config=` instead to reuse one).
+
+    `write_messages` may be called from many tasks at once: their messages are grouped
+    into per-partition batches, at most one request in flight per partition, so messages
+    of one partition are written in the order they were accepted.
+
+    Args:
+        config: A complete configuration; when given, no other argument is allowed.
+        **options: `WriterConfig` fields.
+
+    Raises:
+        ConfigError: An option is invalid.
+    """
+
+    def __init__(self, config: WriterConfig | None = None, /, **options: Any) -> None:
+        if config is not None and options:
+            raise ConfigError("pass either a WriterConfig or keyword options, not both")
+        self.config = config if config is not None else WriterConfig(**options)
+        self._balancer = as_balancer(self.config.balancer)
+        self._log = get_logger(self.config.logger, client_id=self.config.client_id)
+        self._client: AIOKafkaClient | None = None
+        self._producer: Producer | None = None
+        self._topics: dict[str, tuple[tuple[int, ...], float]] = {}
+        self._state = "new"
+
+    def __repr__(self) -> str:
+        topic = self.config.topic or "(per message)"
+        return f"<Writer topic={topic} brokers={','.join(self.config.brokers)} {self._state}>"
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    async def __aenter__(self) -> Self:
+        if self._state != "new":
+            raise ClosedError(f"a Writer is opened once; this one is {self._state}")
+        self._state = "opening"
+        config = self.config
+        client = AIOKafkaClient(
+            bootstrap_servers=list(config.brokers),
+            client_id=config.client_id,
+            request_timeout_ms=int(config.write_timeout * 1000),
+            metadata_max_age_ms=int(_METADATA_MAX_AGE * 1000),
+        )
+        settings = ProducerSettings(
+            acks=int(config.required_acks),
+            codec=int(config.compression or 0),
+            idempotent=config.idempotent,
+            max_attempts=config.max_attempts,
+            backoff_min=config.write_backoff_min,
+            backoff_max=config.write_backoff_max,
+            batch_size=config.batch_size,
+            batch_bytes=config.batch_bytes,
+            batch_timeout=config.batch_timeout,
+            timeout=config.write_timeout,
+            queue_capacity=config.queue_capacity,
+            completion=config.completion,
+            brokers=config.brokers,
+        )
+        try:
+            with map_errors(brokers=config.brokers):
+                await client.bootstrap()
+            producer = Producer(client, settings, self._log)
+            if config.idempotent:
+                await producer.init_producer_id()
+        except BaseException:
+            self._state = "closed"
+            await finish_shielded(client.close())
+            raise
+        self._client, self._producer = client, producer
+        self._state = "open"
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Deliver everything queued, then disconnect. Safe to call more than once.
+
+        The flush is bounded by `close_timeout`; messages still undelivered then fail with
+        `ClosedError` (counted in `stats().errors`, and reported to `completion`). It runs
+        to its end even if the calling task is cancelled meanwhile, and the cancellation is
+        raised afterwards.
+        """
+        if self._state in ("closing", "closed"):
+            return
+        self._state = "closing"
+        await finish_shielded(self._close())
+
+    async def _close(self) -> None:
+        try:
+            if self._producer is not None:
+                await self._producer.close(self.config.close_timeout)
+        finally:
+            if self._client is not None:
+                await self._client.close()
+            self._state = "closed"
+
+    # -- writing --------------------------------------------------------------------------
+
+    async def write_messages(self, *messages: Message) -> list[Message]:
+        """Write messages, returning them as written: with partition, offset and time.
+
+        Messages to one partition are written in the order given. Messages to several
+        partitions are written concurrently, and some may succeed while others fail.
+
+        In async mode the call returns an empty list as soon as every message is queued,
+        and outcomes reach `completion`.
+
+        Cancellation: a message is either not sent at all, or its delivery finishes in the
+        background and is counted in `stats()` (and logged as `write_failed` if it fails).
+        Messages are accepted in order, only while the call waits for metadata or for room
+        in the queue can it be cancelled part-way, and messages accepted by then are
+        delivered. Nothing accepted is ever dropped without being counted.
+
+        Args:
+            *messages: The messages to write.
+
+        Returns:
+            The written messages, aligned with the input (empty in async mode).
+
+        Raises:
+            WriteErrors: Some messages failed; `.errors` and `.written` say which.
+            InvalidMessageError: A message is malformed or its topic is missing or
+                conflicting; nothing of the call was written.
+            MessageTooLargeError: A message is larger than `batch_bytes`; nothing of the
+                call was written.
+            UnknownTopicOrPartitionError: A topic does not exist and auto-creation is off.
+            ClosedError: The writer is not open.
+        """
+        producer = self._producer
+        if self._state != "open" or producer is None:
+            raise ClosedError(f"write_messages on a Writer that is {self._state}")
+        if not messages:
+            return []
+        config = self.config
+        plan = await self._plan(messages)
+        if self._state != "open":
+            raise ClosedError("the writer was closed while the write waited for metadata")
+        call = None if config.async_mode else WriteCall(len(messages), asyncio.get_running_loop())
+        producer.counters.writes += 1
+        for index, (message, topic, partition, size) in enumerate(plan):
+            if not producer.has_space():
+                await producer.wait_for_space()
+            producer.enqueue(topic, partition, message, call, index, size)
+        if call is None:
+            return []
+        await asyncio.shield(call.done)
+        if any(e is not None for e in call.errors):
+            raise WriteErrors(call.errors, call.written)
+        return call.written  # type: ignore[return-value]  # every slot is filled here
+
+    async def _plan(self, messages: Sequence[Message]) -> list[tuple[Message, str, int, int]]:
+        """Validate every message and choose its partition, before any is queued."""
+        default_topic = self.config.topic
+        limit = self.config.batch_bytes
+        estimate = DefaultRecordBatchBuilder.estimate_size_in_bytes
+        plan: list[tuple[Message, str, int, int]] = []
+        for index, message in enumerate(messages):
+            if message.__class__ is not Message:
+                raise InvalidMessageError(
+                    f"message {index} is a {type(message).__name__}, not an aiomq.Message"
+                )
+            topic = message.topic
+            if default_topic is not None:
+                if topic and topic != default_topic:
+                    raise InvalidMessageError(
+                        f"message {index} names topic {topic!r}, but this writer writes to "
+                        f"{default_topic!r}: leave Message.topic empty, or create the writer "
+                        "without a topic"
+                    )
+                topic = default_topic
+            elif not topic:
+                raise InvalidMessageError(
+                    f"message {index} has no topic, and the writer has none: set "
+                    "Message.topic, or create the writer with topic="
+                )
+            key, value = message.key, message.value
+            if not (key is None or isinstance(key, bytes | bytearray | memoryview)) or not (
+                value is None or isinstance(value, bytes | bytearray | memoryview)
+            ):
+                raise InvalidMessageError(
+                    f"message {index}: key and value must be bytes or None, not "
+                    f"{type(key).__name__} and {type(value).__name__}"
+                )
+            headers = message.headers
+            try:
+                size = estimate(key, value, headers if headers.__class__ is list else list(headers))
+            except (TypeError, AttributeError, ValueError) as exc:
+                raise InvalidMessageError(
+                    f"message {index}: headers must be (str, bytes) pairs, not {headers!r}"
+                ) from exc
+            if size > limit:
+                raise MessageTooLargeError(
+                    size=size,
+                    limit=limit,
+                    topic=topic,
+                    detail=f"message {index} takes {size} bytes and batch_bytes is {limit}",
+                )
+            plan.append((message, topic, -1, size))
+        return await self._assign_partitions(plan)
+
+    async def _assign_partitions(
+        self, plan: list[tuple[Message, str, int, int]]
+    ) -> list[tuple[Message, str, int, int]]:
+        balance = self._balancer.balance
+        result: list[tuple[Message, str, int, int]] = []
+        cached_topic = ""
+        cached: tuple[int, ...] = ()
+        for message, topic, _unset, size in plan:
+            if topic != cached_topic:
+                cached_topic, cached = topic, await self._partitions(topic)
+            partition = message.partition
+            if partition < 0:
+                partition = balance(message, cached)
+            elif partition not in cached:
+                raise UnknownTopicOrPartitionError(
+                    topic=topic,
+                    partition=partition,
+                    detail=f"the topic has partitions {list(cached)}",
+                )
+            result.append((message, topic, partition, size))
+        return result
+
+    async def _partitions(self, topic: str) -> tuple[int, ...]:
+        loop = asyncio.get_running_loop()
+        entry = self._topics.get(topic)
+        if entry is not None and entry[1] > loop.time():
+            return entry[0]
+        client = self._client
+        assert client is not None
+        partitions = await topic_partitions(
+            client,
+            topic,
+            allow_create=self.config.allow_auto_topic_creation,
+            brokers=self.config.brokers,
+        )
+        if topic not in client._topics:
+            # Let aiokafka track the topic's leaders from now on.
+            await client.add_topic(topic)
+        self._topics[topic] = (partitions, loop.time() + _METADATA_MAX_AGE)
+        return partitions
+
+    # -- observing ------------------------------------------------------------------------
+
+    def stats(self) -> WriterStats:
+        """Return a snapshot of the writer's counters since it was opened."""
+        c = self._producer.counters if self._producer is not None else Counters()
+        batches = c.batches or 1
+        return WriterStats(
+            writes=c.writes,
+            messages=c.messages,
+            bytes=c.bytes,
+            errors=c.errors,
+            retries=c.retries,
+            batches=c.batches,
+            batch_messages_avg=c.messages / batches,
+            batch_messages_max=c.batch_messages_max,
+            batch_bytes_avg=c.batch_bytes / batches,
+            batch_time_avg=c.batch_time_total / batches,
+            batch_time_max=c.batch_time_max,
+            queued=c.queued,
+        )

@@ -1,0 +1,71 @@
+"""Every program in examples/ runs against a real broker and prints what it promises."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+# What each example must print (regular expressions, each matched somewhere in stdout).
+EXPECTED: dict[str, list[str]] = {
+    "write_sync.py": [
+        r"wrote key=b'order-1' to partition \d+ at offset \d+",
+        r"wrote key=b'order-2' to partition \d+ at offset \d+",
+    ],
+    "write_async.py": [r"delivered 10000, failed 0, in \d+ batches"],
+    "write_keyed.py": [
+        r"alice: partition \d+, offsets in order: True",
+        r"bob: partition \d+, offsets in order: True",
+        r"carol: partition \d+, offsets in order: True",
+    ],
+    "write_multi_topic.py": [
+        r"example-invoices: partition \d+, offset \d+",
+        r"example-audit: partition \d+, offset \d+",
+    ],
+}
+
+
+def test_every_example_is_checked() -> None:
+    on_disk = {p.name for p in EXAMPLES.glob("*.py") if not p.name.startswith("_")}
+    assert on_disk == set(EXPECTED)
+
+
+def run_example(name: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, str(EXAMPLES / name)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, **env},
+        check=False,
+    )
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_example_runs_against_the_broker_and_prints_its_results(
+    name: str, bootstrap_servers: str
+) -> None:
+    result = run_example(name, {"AIOMQ_BOOTSTRAP_SERVERS": bootstrap_servers})
+    assert result.returncode == 0, result.stderr
+    for pattern in EXPECTED[name]:
+        assert re.search(pattern, result.stdout), (pattern, result.stdout)
+
+
+def test_example_runs_stand_alone_with_its_own_embedded_broker() -> None:
+    env = {k: v for k, v in os.environ.items() if k != "AIOMQ_BOOTSTRAP_SERVERS"}
+    result = subprocess.run(
+        [sys.executable, str(EXAMPLES / "write_sync.py")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "wrote key=b'order-1'" in result.stdout
