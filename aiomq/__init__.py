@@ -16,6 +16,7 @@ from .balancer import RoundRobin as RoundRobin
 from .errors import BrokerConnectionError as BrokerConnectionError
 from .errors import BrokerError as BrokerError
 from .errors import ClosedError as ClosedError
+from .errors import CommitError as CommitError
 from .errors import ConfigError as ConfigError
 from .errors import Error as Error
 from .errors import InvalidMessageError as InvalidMessageError
@@ -25,6 +26,14 @@ from .errors import UnknownTopicOrPartitionError as UnknownTopicOrPartitionError
 from .errors import WriteErrors as WriteErrors
 from .message import Header as Header
 from .message import Message as Message
+from .reader import FIRST_OFFSET as FIRST_OFFSET
+from .reader import LAST_OFFSET as LAST_OFFSET
+from .reader import IsolationLevel as IsolationLevel
+from .reader import Reader as Reader
+from .reader import ReaderConfig as ReaderConfig
+from .reader import TopicPartition as TopicPartition
+from .stats import PartitionStats as PartitionStats
+from .stats import ReaderStats as ReaderStats
 from .stats import WriterStats as WriterStats
 from .writer import Compression as Compression
 from .writer import RequiredAcks as RequiredAcks
@@ -43,20 +52,29 @@ __all__ = [
     "BrokerError",
     "CRC32Balancer",
     "ClosedError",
+    "CommitError",
     "Compression",
     "ConfigError",
     "Error",
+    "FIRST_OFFSET",
     "Hash",
     "Header",
     "InvalidMessageError",
+    "IsolationLevel",
+    "LAST_OFFSET",
     "LeastBytes",
     "Message",
     "MessageTooLargeError",
     "Murmur2Balancer",
+    "PartitionStats",
+    "Reader",
+    "ReaderConfig",
+    "ReaderStats",
     "ReferenceHash",
     "RequestTimeoutError",
     "RequiredAcks",
     "RoundRobin",
+    "TopicPartition",
     "UnknownTopicOrPartitionError",
     "WriteErrors",
     "Writer",

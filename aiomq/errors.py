@@ -14,7 +14,8 @@ of aiomq can still catch them sensibly::
     ├── BrokerError                      a broker answered with a Kafka error code
     │   ├── UnknownTopicOrPartitionError   (code 3)
     │   └── MessageTooLargeError           (code 10, or refused before sending)
-    └── WriteErrors                      some messages of one write failed; per message
+    ├── WriteErrors                      some messages of one write failed; per message
+    └── CommitError                      offsets could not be committed
 
 Cancellation (`asyncio.CancelledError`, anyio's cancel scopes) is never wrapped: it is
 not an `Exception`, and aiomq lets it pass through untouched.
@@ -30,6 +31,7 @@ __all__ = [
     "BrokerConnectionError",
     "BrokerError",
     "ClosedError",
+    "CommitError",
     "ConfigError",
     "Error",
     "InvalidMessageError",
@@ -188,3 +190,27 @@ class WriteErrors(Error):
 
     def __len__(self) -> int:
         return sum(1 for e in self.errors if e is not None)
+
+
+class CommitError(Error):
+    """Offsets could not be committed to the consumer group.
+
+    The messages themselves are not lost: `messages` holds those the failed commit was
+    for (when the commit came from reading them), and they will be read again by whichever
+    member owns their partition next, from the last committed offset.
+
+    Attributes:
+        offsets: The `(topic, partition) -> next offset` commits that failed.
+        messages: The messages whose commit failed, when known.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        offsets: dict[tuple[str, int], int] | None = None,
+        messages: Sequence[Message] = (),
+    ) -> None:
+        self.offsets: dict[tuple[str, int], int] = dict(offsets or {})
+        self.messages: list[Message] = list(messages)
+        super().__init__(message)

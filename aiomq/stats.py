@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["WriterStats"]
+__all__ = ["PartitionStats", "ReaderStats", "WriterStats"]
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -51,3 +51,54 @@ class WriterStats:
 
     queued: int
     """Messages accepted and not yet settled (in a batch being sent, or waiting for one)."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class PartitionStats:
+    """Where a reader stands in one partition."""
+
+    topic: str
+    partition: int
+    offset: int
+    """The next offset the reader will return; -1 before the first message."""
+
+    high_water_mark: int
+    """The partition's high water mark at the last fetch; -1 before the first fetch."""
+
+    lag: int
+    """Messages between `offset` and the high water mark; -1 when unknown."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ReaderStats:
+    """Counters of a `Reader` since it was opened, taken at one moment.
+
+    Counters only grow; `lag` and `partitions` describe the present.
+    """
+
+    messages: int
+    """Messages returned to the caller."""
+
+    bytes: int
+    """Key and value bytes of the messages returned."""
+
+    fetches: int
+    """Fetch rounds that returned messages."""
+
+    errors: int
+    """Failed fetches and failed commits."""
+
+    commits: int
+    """Successful offset commits (each may cover several partitions)."""
+
+    rebalances: int
+    """Partition assignments received from the group coordinator."""
+
+    queued: int
+    """Messages fetched and waiting to be returned."""
+
+    lag: int
+    """Total lag over the partitions the reader owns; -1 when unknown."""
+
+    partitions: tuple[PartitionStats, ...]
+    """Per-partition position and lag, for the partitions the reader owns."""

@@ -451,6 +451,11 @@ class Writer:
             partition = message.partition
             if partition < 0:
                 partition = balance(message, cached)
+                if partition not in cached:
+                    raise ConfigError(
+                        f"the balancer chose partition {partition!r} for topic {topic!r}, "
+                        f"which has partitions {list(cached)}"
+                    )
             elif partition not in cached:
                 raise UnknownTopicOrPartitionError(
                     topic=topic,

@@ -1,0 +1,81 @@
+"""The offset stash: commits waiting for the next flush, highest offset per partition wins."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable
+from typing import Final
+
+from aiokafka.structs import TopicPartition
+
+from aiomq.message import Message
+
+__all__ = ["OffsetStash", "next_offsets"]
+
+_NO_OFFSET: Final = -1
+
+
+def next_offsets(messages: Iterable[Message]) -> dict[TopicPartition, int]:
+    """Map each partition to the offset after the highest message given for it.
+
+    Committing offset N means "everything before N is done", so committing a message
+    commits every earlier message of its partition, and a lower offset given later in
+    the same call never moves the commit back.
+    """
+    offsets: dict[TopicPartition, int] = {}
+    for message in messages:
+        tp = TopicPartition(message.topic, message.partition)
+        nxt = message.offset + 1
+        if offsets.get(tp, _NO_OFFSET) < nxt:
+            offsets[tp] = nxt
+    return offsets
+
+
+class OffsetStash:
+    """Offsets to commit at the next flush.
+
+    Only partitions the reader owns may hold offsets: the stash forgets a partition when
+    it is revoked, so an offset recorded under one assignment is never applied under a
+    later one (where another member may have moved on).
+    """
+
+    __slots__ = ("_offsets",)
+
+    def __init__(self) -> None:
+        self._offsets: dict[TopicPartition, int] = {}
+
+    def __len__(self) -> int:
+        return len(self._offsets)
+
+    def add(self, offsets: dict[TopicPartition, int]) -> None:
+        """Record offsets; for each partition the highest offset seen so far wins."""
+        current = self._offsets
+        for tp, offset in offsets.items():
+            if current.get(tp, _NO_OFFSET) < offset:
+                current[tp] = offset
+
+    def snapshot(
+        self, owned: Collection[TopicPartition] | None = None
+    ) -> dict[TopicPartition, int]:
+        """Return a copy of what is stashed, limited to `owned` partitions when given."""
+        if owned is None:
+            return dict(self._offsets)
+        return {tp: off for tp, off in self._offsets.items() if tp in owned}
+
+    def discard_committed(self, committed: dict[TopicPartition, int]) -> None:
+        """Forget offsets that a flush committed, keeping any that moved on meanwhile."""
+        current = self._offsets
+        for tp, offset in committed.items():
+            if current.get(tp) == offset:
+                del current[tp]
+
+    def forget(self, partitions: Iterable[TopicPartition]) -> int:
+        """Drop the offsets of partitions this reader no longer owns; return how many."""
+        dropped = 0
+        for tp in partitions:
+            if self._offsets.pop(tp, None) is not None:
+                dropped += 1
+        return dropped
+
+    def keep_only(self, owned: Collection[TopicPartition]) -> int:
+        """Drop every partition not in `owned`; return how many were dropped."""
+        return self.forget([tp for tp in self._offsets if tp not in owned])
