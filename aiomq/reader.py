@@ -735,8 +735,9 @@ class Reader:
             self._buffer = deque(m for m in self._buffer if (m.topic, m.partition) not in revoked)
         for key in revoked:
             self._next.pop(key, None)
-        self._log.info("partitions_revoked", partitions=sorted(revoked))
-        await _call(self.config.on_revoked, set(revoked), self._log)
+        if revoked:  # the first join of a member revokes nothing: say nothing then
+            self._log.info("partitions_revoked", partitions=sorted(revoked))
+            await _call(self.config.on_revoked, set(revoked), self._log)
 
     async def _partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         self._assigned = set(assigned)

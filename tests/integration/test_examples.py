@@ -14,6 +14,11 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 # What each example must print (regular expressions, each matched somewhere in stdout).
 EXPECTED: dict[str, list[str]] = {
+    "quickstart.py": [
+        r"wrote   b'alice'",
+        r"committed 3 messages",
+        r"done: 5 written, 5 read once each",
+    ],
     "write_sync.py": [
         r"wrote key=b'order-1' to partition \d+ at offset \d+",
         r"wrote key=b'order-2' to partition \d+ at offset \d+",
