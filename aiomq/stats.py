@@ -22,7 +22,7 @@ class WriterStats:
     """Messages the broker acknowledged (or, with `RequiredAcks.NONE`, that were sent)."""
 
     bytes: int
-    """Key and value bytes of the acknowledged messages."""
+    """Bytes of the acknowledged records (key, value and headers, before compression)."""
 
     errors: int
     """Messages that failed for good: retries exhausted, a non-retriable error, or a

@@ -392,7 +392,11 @@ class Writer:
         """Validate every message and choose its partition, before any is queued."""
         default_topic = self.config.topic
         limit = self.config.batch_bytes
-        estimate = DefaultRecordBatchBuilder.estimate_size_in_bytes
+        size_of = DefaultRecordBatchBuilder.size_of
+        # What a batch holding only this record adds around it (batch header, record framing).
+        overhead = DefaultRecordBatchBuilder.estimate_size_in_bytes(None, None, []) - size_of(
+            None, None, []
+        )
         plan: list[tuple[Message, str, int, int]] = []
         for index, message in enumerate(messages):
             if message.__class__ is not Message:
@@ -423,17 +427,20 @@ class Writer:
                 )
             headers = message.headers
             try:
-                size = estimate(key, value, headers if headers.__class__ is list else list(headers))
+                size = size_of(key, value, headers if headers.__class__ is list else list(headers))
             except (TypeError, AttributeError, ValueError) as exc:
                 raise InvalidMessageError(
                     f"message {index}: headers must be (str, bytes) pairs, not {headers!r}"
                 ) from exc
-            if size > limit:
+            if size + overhead > limit:
                 raise MessageTooLargeError(
-                    size=size,
+                    size=size + overhead,
                     limit=limit,
                     topic=topic,
-                    detail=f"message {index} takes {size} bytes and batch_bytes is {limit}",
+                    detail=(
+                        f"message {index} takes {size + overhead} bytes in a record batch, "
+                        f"and batch_bytes is {limit}"
+                    ),
                 )
             plan.append((message, topic, -1, size))
         return await self._assign_partitions(plan)

@@ -191,6 +191,7 @@ class Producer:
         self._closing = False
         self._producer_id = -1
         self._producer_epoch = -1
+        self._pid_lock = asyncio.Lock()
         self.counters = Counters()
 
     # -- accepting messages ---------------------------------------------------------------
@@ -260,8 +261,9 @@ class Producer:
                 if self._settings.batch_timeout > 0 and not self._closing:
                     await self._linger(state)
                 if self._settings.idempotent and state.producer_id != self._producer_id:
-                    if self._producer_id < 0:
-                        await self.init_producer_id()
+                    async with self._pid_lock:
+                        if self._producer_id < 0:
+                            await self.init_producer_id()
                     state.producer_id = self._producer_id
                     state.producer_epoch = self._producer_epoch
                     state.sequence = 0
@@ -271,6 +273,11 @@ class Producer:
             reason: Error
             if isinstance(exc, Error):
                 reason = exc
+            elif isinstance(exc, Exception):
+                reason = Error(
+                    f"writing to topic {state.topic!r} partition {state.partition} "
+                    f"failed unexpectedly: {exc!r}"
+                )
             else:
                 reason = ClosedError(
                     f"the writer closed before delivering to topic {state.topic!r} "
@@ -282,9 +289,6 @@ class Producer:
             state.queued_bytes = 0
             if not isinstance(exc, Exception):
                 raise
-            self._log.error(
-                "writer_failed", topic=state.topic, partition=state.partition, error=str(exc)
-            )
         finally:
             state.task = None
 
