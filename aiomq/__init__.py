@@ -24,6 +24,9 @@ from .errors import MessageTooLargeError as MessageTooLargeError
 from .errors import RequestTimeoutError as RequestTimeoutError
 from .errors import UnknownTopicOrPartitionError as UnknownTopicOrPartitionError
 from .errors import WriteErrors as WriteErrors
+from .group import Claim as Claim
+from .group import GroupHandler as GroupHandler
+from .group import GroupSession as GroupSession
 from .message import Header as Header
 from .message import Message as Message
 from .reader import FIRST_OFFSET as FIRST_OFFSET
@@ -51,12 +54,15 @@ __all__ = [
     "BrokerConnectionError",
     "BrokerError",
     "CRC32Balancer",
+    "Claim",
     "ClosedError",
     "CommitError",
     "Compression",
     "ConfigError",
     "Error",
     "FIRST_OFFSET",
+    "GroupHandler",
+    "GroupSession",
     "Hash",
     "Header",
     "InvalidMessageError",

@@ -29,7 +29,7 @@ import random
 from collections.abc import Callable, Sequence
 from typing import Protocol, TypeAlias, cast
 
-from ._internal.hashing import crc32_ieee, fnv1a_32, murmur2
+from ._internal.hashing import crc32_ieee, fnv1a_32, fnv1a_32_cached, murmur2, murmur2_cached
 from .message import Message
 
 __all__ = [
@@ -113,6 +113,14 @@ def as_balancer(obj: BalancerLike) -> Balancer:
         "balancer must have a balance(message, partitions) method or be a function "
         f"taking (message, partitions), not {type(obj).__name__}"
     )
+
+
+def _fnv1a_32(data: bytes) -> int:
+    """FNV-1a, remembering the hashes of recent `bytes` keys."""
+    return fnv1a_32_cached(data) if data.__class__ is bytes else fnv1a_32(data)
+
+
+_fnv1a_32.__qualname__ = "fnv1a_32"
 
 
 def _name(func: Callable[..., object]) -> str:
@@ -226,7 +234,7 @@ class Hash:
     def __init__(
         self, hasher: Callable[[bytes], int] | None = None, consistent: bool = False
     ) -> None:
-        self._hasher: Callable[[bytes], int] = fnv1a_32 if hasher is None else hasher
+        self._hasher: Callable[[bytes], int] = _fnv1a_32 if hasher is None else hasher
         self._consistent = consistent
         self._round_robin = RoundRobin()
 
@@ -271,7 +279,7 @@ class ReferenceHash:
     __slots__ = ("_hasher", "_round_robin")
 
     def __init__(self, hasher: Callable[[bytes], int] | None = None) -> None:
-        self._hasher: Callable[[bytes], int] = fnv1a_32 if hasher is None else hasher
+        self._hasher: Callable[[bytes], int] = _fnv1a_32 if hasher is None else hasher
         self._round_robin = RoundRobin()
 
     def balance(self, message: Message, partitions: Sequence[int], /) -> int:
@@ -364,7 +372,8 @@ class Murmur2Balancer:
             if not self._consistent:
                 return self._choice(partitions)
             key = b""
-        return partitions[(murmur2(key) & 0x7FFFFFFF) % len(partitions)]
+        h = murmur2_cached(key) if key.__class__ is bytes else murmur2(key)
+        return partitions[(h & 0x7FFFFFFF) % len(partitions)]
 
     def __repr__(self) -> str:
         return f"Murmur2Balancer(consistent={self._consistent})"

@@ -23,9 +23,26 @@ from aiokafka.record.default_records import DefaultRecordBatchBuilder
 from aiomq._internal.errmap import map_errors
 from aiomq._internal.log import get_logger
 from aiomq._internal.metadata import topic_partitions
-from aiomq._internal.producer import Completion, Counters, Producer, ProducerSettings, WriteCall
+from aiomq._internal.producer import (
+    Completion,
+    Counters,
+    Producer,
+    ProducerSettings,
+    Queued,
+    WriteCall,
+)
 from aiomq._internal.shield import finish_shielded
-from aiomq.balancer import Balancer, BalancerLike, Murmur2Balancer, as_balancer
+from aiomq.balancer import (
+    Balancer,
+    BalancerLike,
+    CRC32Balancer,
+    Hash,
+    LeastBytes,
+    Murmur2Balancer,
+    ReferenceHash,
+    RoundRobin,
+    as_balancer,
+)
 from aiomq.errors import (
     ClosedError,
     ConfigError,
@@ -40,6 +57,21 @@ from aiomq.stats import WriterStats
 __all__ = ["Compression", "RequiredAcks", "Writer", "WriterConfig"]
 
 _METADATA_MAX_AGE: Final = 300.0
+_BYTES: Final = (bytes, bytearray, memoryview)
+_NO_HEADERS: Final[list[Any]] = []
+_OWN_BALANCERS: Final = (
+    CRC32Balancer,
+    Hash,
+    LeastBytes,
+    Murmur2Balancer,
+    ReferenceHash,
+    RoundRobin,
+)
+_size_of = DefaultRecordBatchBuilder.size_of
+# What a batch holding a single record adds around it: batch header and record framing.
+_BATCH_OVERHEAD: Final[int] = DefaultRecordBatchBuilder.estimate_size_in_bytes(
+    None, None, []
+) - _size_of(None, None, [])
 
 
 class RequiredAcks(enum.IntEnum):
@@ -371,39 +403,52 @@ class Writer:
             raise ClosedError(f"write_messages on a Writer that is {self._state}")
         if not messages:
             return []
-        config = self.config
-        plan = await self._plan(messages)
+        loop = asyncio.get_running_loop()
+        call = None if self.config.async_mode else WriteCall(len(messages), loop)
+        groups = await self._plan(messages, call, loop.time())
         if self._state != "open":
             raise ClosedError("the writer was closed while the write waited for metadata")
-        call = None if config.async_mode else WriteCall(len(messages), asyncio.get_running_loop())
         producer.counters.writes += 1
-        for index, (message, topic, partition, size) in enumerate(plan):
+        for (topic, partition), items in groups.items():
             if not producer.has_space():
                 await producer.wait_for_space()
-            producer.enqueue(topic, partition, message, call, index, size)
+            producer.enqueue_many(topic, partition, items, call)
         if call is None:
+            # Let the partitions' senders run between calls, so a loop of async writes
+            # keeps the pipeline moving instead of filling the whole queue first.
+            await asyncio.sleep(0)
             return []
-        await asyncio.shield(call.done)
-        if any(e is not None for e in call.errors):
+        # No shield needed: delivery runs in the partitions' own tasks, whatever happens to
+        # this caller, and settling skips a future the caller's cancellation has cancelled.
+        await call.done
+        if call.failed:
             raise WriteErrors(call.errors, call.written)
         return call.written  # type: ignore[return-value]  # every slot is filled here
 
-    async def _plan(self, messages: Sequence[Message]) -> list[tuple[Message, str, int, int]]:
-        """Validate every message and choose its partition, before any is queued."""
+    async def _plan(
+        self, messages: Sequence[Message], call: WriteCall | None, now: float
+    ) -> dict[tuple[str, int], list[Queued]]:
+        """Validate every message and choose its partition, before any is queued.
+
+        Returns the messages grouped by partition, in input order within each group.
+        """
         default_topic = self.config.topic
-        limit = self.config.batch_bytes
-        size_of = DefaultRecordBatchBuilder.size_of
-        # What a batch holding only this record adds around it (batch header, record framing).
-        overhead = DefaultRecordBatchBuilder.estimate_size_in_bytes(None, None, []) - size_of(
-            None, None, []
-        )
-        plan: list[tuple[Message, str, int, int]] = []
-        for index, message in enumerate(messages):
+        limit = self.config.batch_bytes - _BATCH_OVERHEAD
+        size_of = _size_of
+        balance = self._balancer.balance
+        # aiomq's own balancers only ever answer with an offered partition.
+        trusted = isinstance(self._balancer, _OWN_BALANCERS)
+        groups: dict[tuple[str, int], list[Queued]] = {}
+        cached_topic = ""
+        cached: tuple[int, ...] = ()
+        index = -1
+        for message in messages:
+            index += 1
             if message.__class__ is not Message:
                 raise InvalidMessageError(
                     f"message {index} is a {type(message).__name__}, not an aiomq.Message"
                 )
-            topic = message.topic
+            topic, partition, _, _, key, value, headers, _, _ = message
             if default_topic is not None:
                 if topic and topic != default_topic:
                     raise InvalidMessageError(
@@ -417,48 +462,40 @@ class Writer:
                     f"message {index} has no topic, and the writer has none: set "
                     "Message.topic, or create the writer with topic="
                 )
-            key, value = message.key, message.value
-            if not (key is None or isinstance(key, bytes | bytearray | memoryview)) or not (
-                value is None or isinstance(value, bytes | bytearray | memoryview)
+            if not (key is None or key.__class__ is bytes or isinstance(key, _BYTES)) or not (
+                value is None or value.__class__ is bytes or isinstance(value, _BYTES)
             ):
                 raise InvalidMessageError(
                     f"message {index}: key and value must be bytes or None, not "
                     f"{type(key).__name__} and {type(value).__name__}"
                 )
-            headers = message.headers
             try:
-                size = size_of(key, value, headers if headers.__class__ is list else list(headers))
+                listed: list[Any] = (
+                    headers
+                    if headers.__class__ is list
+                    else (list(headers) if headers else _NO_HEADERS)
+                )
+                size = size_of(key, value, listed)
             except (TypeError, AttributeError, ValueError) as exc:
                 raise InvalidMessageError(
                     f"message {index}: headers must be (str, bytes) pairs, not {headers!r}"
                 ) from exc
-            if size + overhead > limit:
+            if size > limit:
+                total = size + _BATCH_OVERHEAD
                 raise MessageTooLargeError(
-                    size=size + overhead,
-                    limit=limit,
+                    size=total,
+                    limit=self.config.batch_bytes,
                     topic=topic,
                     detail=(
-                        f"message {index} takes {size + overhead} bytes in a record batch, "
-                        f"and batch_bytes is {limit}"
+                        f"message {index} takes {total} bytes in a record batch, "
+                        f"and batch_bytes is {self.config.batch_bytes}"
                     ),
                 )
-            plan.append((message, topic, -1, size))
-        return await self._assign_partitions(plan)
-
-    async def _assign_partitions(
-        self, plan: list[tuple[Message, str, int, int]]
-    ) -> list[tuple[Message, str, int, int]]:
-        balance = self._balancer.balance
-        result: list[tuple[Message, str, int, int]] = []
-        cached_topic = ""
-        cached: tuple[int, ...] = ()
-        for message, topic, _unset, size in plan:
             if topic != cached_topic:
                 cached_topic, cached = topic, await self._partitions(topic)
-            partition = message.partition
             if partition < 0:
                 partition = balance(message, cached)
-                if partition not in cached:
+                if not trusted and partition not in cached:
                     raise ConfigError(
                         f"the balancer chose partition {partition!r} for topic {topic!r}, "
                         f"which has partitions {list(cached)}"
@@ -469,8 +506,13 @@ class Writer:
                     partition=partition,
                     detail=f"the topic has partitions {list(cached)}",
                 )
-            result.append((message, topic, partition, size))
-        return result
+            item: Queued = (message, call, index, size, now)
+            group = groups.get((topic, partition))
+            if group is None:
+                groups[(topic, partition)] = [item]
+            else:
+                group.append(item)
+        return groups
 
     async def _partitions(self, topic: str) -> tuple[int, ...]:
         loop = asyncio.get_running_loop()

@@ -7,12 +7,13 @@ per written message, so the loops use literal constants (no global look-ups) and
 
 from __future__ import annotations
 
+import functools
 import sys
 import zlib
 from array import array
 from collections.abc import Iterable
 
-__all__ = ["crc32_ieee", "fnv1a_32", "murmur2"]
+__all__ = ["crc32_ieee", "fnv1a_32", "fnv1a_32_cached", "murmur2", "murmur2_cached"]
 
 _LITTLE_ENDIAN = sys.byteorder == "little"
 
@@ -87,3 +88,11 @@ def murmur2(data: bytes) -> int:
     h ^= h >> 13
     h = (h * 0x5BD1E995) & 0xFFFFFFFF
     return h ^ (h >> 15)
+
+
+_CACHE_SIZE = 16_384
+# Keys repeat a lot in practice (user ids, account numbers), and the pure-Python hashes cost
+# a microsecond or more per key, while a cache hit costs a dictionary look-up. Only `bytes`
+# keys may use these: bytearray and memoryview are not hashable.
+fnv1a_32_cached = functools.lru_cache(maxsize=_CACHE_SIZE)(fnv1a_32)
+murmur2_cached = functools.lru_cache(maxsize=_CACHE_SIZE)(murmur2)

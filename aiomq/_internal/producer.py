@@ -45,22 +45,27 @@ Completion = Callable[[list[Message], Error | None], Awaitable[None] | None]
 class WriteCall:
     """The outcomes of one synchronous `write_messages` call, aligned with its input."""
 
-    __slots__ = ("done", "errors", "pending", "written")
+    __slots__ = ("done", "errors", "failed", "pending", "written")
 
     def __init__(self, size: int, loop: asyncio.AbstractEventLoop) -> None:
         self.written: list[Message | None] = [None] * size
         self.errors: list[Error | None] = [None] * size
+        self.failed = 0
         self.pending = 0
         self.done: asyncio.Future[None] = loop.create_future()
 
-    def settle_one(self) -> None:
-        self.pending -= 1
-        if self.pending == 0 and not self.done.done():
+    def finish(self) -> None:
+        # The caller may have been cancelled, which cancels this future too.
+        if not self.done.done():
             self.done.set_result(None)
 
 
-# A queued message: (message, call or None, index in the call, payload size, time queued).
-_Queued = tuple[Message, WriteCall | None, int, int, float]
+Queued = tuple[Message, WriteCall | None, int, int, float]
+"""A queued message: (message, call or None, index in the call, record size, time queued)."""
+
+_new_message = tuple.__new__
+# Shared by every message without headers; the batch builder only reads it.
+_NO_HEADERS: Final[list[tuple[str, bytes]]] = []
 
 
 class ProducerSettings:
@@ -120,6 +125,7 @@ class _Partition:
     __slots__ = (
         "full",
         "in_flight",
+        "in_flight_bytes",
         "partition",
         "producer_epoch",
         "producer_id",
@@ -135,9 +141,10 @@ class _Partition:
         self.topic = topic
         self.partition = partition
         self.tp = TopicPartition(topic, partition)
-        self.queue: deque[_Queued] = deque()
+        self.queue: deque[Queued] = deque()
         self.queued_bytes = 0
-        self.in_flight: list[_Queued] = []
+        self.in_flight: list[Queued] = []
+        self.in_flight_bytes = 0
         self.task: asyncio.Task[None] | None = None
         self.full = asyncio.Event()
         self.producer_id = -1
@@ -205,27 +212,22 @@ class Producer:
     def has_space(self) -> bool:
         return self.counters.queued < self._settings.queue_capacity
 
-    def enqueue(
-        self,
-        topic: str,
-        partition: int,
-        message: Message,
-        call: WriteCall | None,
-        index: int,
-        size: int,
+    def enqueue_many(
+        self, topic: str, partition: int, items: list[Queued], call: WriteCall | None
     ) -> None:
-        """Accept one message for delivery; from here on it will be settled exactly once."""
+        """Accept messages for one partition; from here on each is settled exactly once."""
         if self._closing:
             raise ClosedError("the writer is closing; no more messages are accepted")
         key = (topic, partition)
         state = self._partitions.get(key)
         if state is None:
             state = self._partitions[key] = _Partition(topic, partition)
-        state.queue.append((message, call, index, size, self._loop.time()))
-        state.queued_bytes += size
-        self.counters.queued += 1
+        state.queue.extend(items)
+        state.queued_bytes += sum(item[3] for item in items)
+        count = len(items)
+        self.counters.queued += count
         if call is not None:
-            call.pending += 1
+            call.pending += count
         settings = self._settings
         if len(state.queue) >= settings.batch_size or state.queued_bytes >= settings.batch_bytes:
             state.full.set()
@@ -326,20 +328,34 @@ class Producer:
         queue = state.queue
         taken = state.in_flight
         append = builder.append
-        limit = settings.batch_size
-        while queue and len(taken) < limit:
+        popleft = queue.popleft
+        keep = taken.append
+        no_headers = _NO_HEADERS
+        offset = 0
+        size = 0
+        for _ in range(min(settings.batch_size, len(queue))):
             item = queue[0]
             message = item[0]
-            when = message.time
-            timestamp = now_ms if when is None else int(when.timestamp() * 1000)
-            headers: list[Any] = message.headers  # type: ignore[assignment]
+            when = message[7]
+            headers: list[Any] = message[6]  # type: ignore[assignment]
             if headers.__class__ is not list:
-                headers = list(headers)
-            if append(len(taken), timestamp, message.key, message.value, headers) is None:
-                break
-            queue.popleft()
-            taken.append(item)
-            state.queued_bytes -= item[3]
+                headers = list(headers) if headers else no_headers
+            if (
+                append(
+                    offset,
+                    now_ms if when is None else int(when.timestamp() * 1000),
+                    message[4],
+                    message[5],
+                    headers,
+                )
+                is None
+            ):
+                break  # the batch is full in bytes
+            offset += 1  # noqa: SIM113 - counts only the records the builder took
+            size += item[3]
+            keep(popleft())
+        state.queued_bytes -= size
+        state.in_flight_bytes = size
         return builder.build(), now_ms
 
     async def _send(self, state: _Partition, data: bytearray, timestamp_ms: int) -> None:
@@ -430,7 +446,7 @@ class Producer:
         counters.batch_time_total += elapsed
         counters.batch_messages_max = max(counters.batch_messages_max, count)
         counters.batch_time_max = max(counters.batch_time_max, elapsed)
-        counters.bytes += sum(item[3] for item in records)
+        counters.bytes += state.in_flight_bytes
         completion = self._settings.completion
         wants_results = completion is not None
         # The broker's append time wins when the topic uses LogAppendTime.
@@ -438,30 +454,41 @@ class Producer:
         batch_time = datetime.fromtimestamp(stamp_ms / 1000, UTC)
         topic, partition = state.topic, state.partition
         written_batch: list[Message] = []
-        for i, (message, call, index, _size, _queued) in enumerate(records):
-            if call is None and not wants_results:
-                continue
-            written = Message(
-                topic,
-                partition,
-                base_offset + i if base_offset >= 0 else -1,
-                -1,
-                message.key,
-                message.value,
-                message.headers,
-                message.time if append_time_ms < 0 and message.time is not None else batch_time,
-                message.writer_data,
+        finished: list[WriteCall] = []
+        if not wants_results and records[0][1] is None:
+            # Async mode without a completion callback: nobody asks for the results.
+            records = []
+        offset = base_offset - 1
+        for message, call, index, _size, _queued in records:
+            offset += 1
+            written = _new_message(
+                Message,
+                (
+                    topic,
+                    partition,
+                    offset if base_offset >= 0 else -1,
+                    -1,
+                    message[4],
+                    message[5],
+                    message[6],
+                    message[7] if append_time_ms < 0 and message[7] is not None else batch_time,
+                    message[8],
+                ),
             )
             if call is not None:
                 call.written[index] = written
-                call.settle_one()
+                call.pending -= 1
+                if not call.pending:
+                    finished.append(call)
             if wants_results:
                 written_batch.append(written)
+        for call in finished:
+            call.finish()
         self._release(count)
         if completion is not None:
             self._complete(completion, written_batch, None)
 
-    def _fail(self, state: _Partition, records: list[_Queued], error: Error) -> None:
+    def _fail(self, state: _Partition, records: list[Queued], error: Error) -> None:
         if not records:
             return
         if records is state.in_flight:
@@ -478,7 +505,10 @@ class Producer:
         for message, call, index, _size, _queued in records:
             if call is not None:
                 call.errors[index] = error
-                call.settle_one()
+                call.failed += 1
+                call.pending -= 1
+                if not call.pending:
+                    call.finish()
             failed.append(message)
         self._release(len(records))
         completion = self._settings.completion

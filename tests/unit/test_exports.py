@@ -8,7 +8,15 @@ import pkgutil
 import aiomq
 
 # Modules whose public names are re-exported at the top level.
-_REEXPORTED = ["aiomq.balancer", "aiomq.errors", "aiomq.message", "aiomq.stats", "aiomq.writer"]
+_REEXPORTED = [
+    "aiomq.balancer",
+    "aiomq.errors",
+    "aiomq.group",
+    "aiomq.message",
+    "aiomq.reader",
+    "aiomq.stats",
+    "aiomq.writer",
+]
 
 
 def test_export_list_is_sorted_and_has_no_duplicates() -> None:
