@@ -3,10 +3,23 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
-from typing import Any, NamedTuple
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final, NamedTuple
 
 __all__ = ["Header", "Message"]
+
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+_MILLISECOND: Final = timedelta(milliseconds=1)
+
+
+def to_millis(when: datetime) -> int:
+    """Milliseconds since the Unix epoch of an aware datetime, exactly.
+
+    Integer arithmetic on the timedelta avoids the float rounding of
+    `int(when.timestamp() * 1000)`, which lands some instants a millisecond early.
+    """
+    return (when - _EPOCH) // _MILLISECOND
+
 
 Header = tuple[str, bytes]
 """One record header: a name and a raw value."""

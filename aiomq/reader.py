@@ -29,7 +29,7 @@ from aiomq._internal.errmap import map_errors, translate
 from aiomq._internal.log import get_logger
 from aiomq._internal.shield import finish_shielded
 from aiomq.errors import ClosedError, CommitError, ConfigError, Error
-from aiomq.message import Message
+from aiomq.message import Message, to_millis
 from aiomq.stats import PartitionStats, ReaderStats
 
 if TYPE_CHECKING:
@@ -576,7 +576,7 @@ class Reader:
         consumer = self._open_consumer()
         tp = _TP(*key)
         with map_errors(brokers=self.config.brokers, topic=tp.topic, partition=tp.partition):
-            found = await consumer.offsets_for_times({tp: int(when.timestamp() * 1000)})
+            found = await consumer.offsets_for_times({tp: to_millis(when)})
         entry = found.get(tp)
         self.set_offset(LAST_OFFSET if entry is None else entry.offset)
 

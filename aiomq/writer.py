@@ -372,16 +372,18 @@ class Writer:
         """Write messages, returning them as written: with partition, offset and time.
 
         Messages to one partition are written in the order given. Messages to several
-        partitions are written concurrently, and some may succeed while others fail.
+        partitions are written concurrently, and some may succeed while others fail. A
+        message whose `time` is set must carry a timezone.
 
         In async mode the call returns an empty list as soon as every message is queued,
         and outcomes reach `completion`.
 
         Cancellation: a message is either not sent at all, or its delivery finishes in the
         background and is counted in `stats()` (and logged as `write_failed` if it fails).
-        Messages are accepted in order, only while the call waits for metadata or for room
-        in the queue can it be cancelled part-way, and messages accepted by then are
-        delivered. Nothing accepted is ever dropped without being counted.
+        Messages are accepted one partition at a time; a call cancelled while it waits for
+        metadata or for room in the queue may have handed over the messages of some
+        partitions and not of others, and those handed over are delivered. Nothing accepted
+        is ever dropped without being counted.
 
         Args:
             *messages: The messages to write.
@@ -408,11 +410,27 @@ class Writer:
         groups = await self._plan(messages, call, loop.time())
         if self._state != "open":
             raise ClosedError("the writer was closed while the write waited for metadata")
-        producer.counters.writes += 1
-        for (topic, partition), items in groups.items():
-            if not producer.has_space():
-                await producer.wait_for_space()
-            producer.enqueue_many(topic, partition, items, call)
+        accepted = 0
+        try:
+            for (topic, partition), items in groups.items():
+                if not producer.has_space():
+                    await producer.wait_for_space()
+                producer.enqueue_many(topic, partition, items, call)
+                accepted += len(items)
+        except ClosedError as exc:
+            # The writer began closing while this call waited for room: what was accepted
+            # is still delivered, the rest never leaves, and the caller learns which is which.
+            if call is None or not accepted:
+                raise
+            in_order = [item for items in groups.values() for item in items]
+            for item in in_order[accepted:]:
+                call.errors[item[2]] = exc
+                call.failed += 1
+            if not call.pending:
+                call.finish()
+        finally:
+            if accepted:
+                producer.counters.writes += 1
         if call is None:
             # Let the partitions' senders run between calls, so a loop of async writes
             # keeps the pipeline moving instead of filling the whole queue first.
@@ -468,6 +486,12 @@ class Writer:
                 raise InvalidMessageError(
                     f"message {index}: key and value must be bytes or None, not "
                     f"{type(key).__name__} and {type(value).__name__}"
+                )
+            when = message[7]
+            if when is not None and when.tzinfo is None:
+                raise InvalidMessageError(
+                    f"message {index}: time must be timezone-aware (for example "
+                    "datetime.now(UTC)); a naive datetime would be read as local time"
                 )
             try:
                 listed: list[Any] = (

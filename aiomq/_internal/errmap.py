@@ -70,7 +70,12 @@ def broker_error(
         )
     if code == MESSAGE_TOO_LARGE:
         return MessageTooLargeError(topic=topic, partition=partition, detail=detail)
-    name = cls.message if cls is not ak.UnknownError else "UNKNOWN_SERVER_ERROR"
+    if cls is not ak.UnknownError:
+        name = cls.message
+    elif code == -1:
+        name = "UNKNOWN_SERVER_ERROR"
+    else:
+        name = f"KAFKA_ERROR_{code}"  # a code newer than the client library's table
     return BrokerError(
         code, name, retriable=cls.retriable, topic=topic, partition=partition, detail=detail
     )

@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
+import random
 from collections.abc import Sequence
+from typing import Any, Final
 
 from aiokafka.client import AIOKafkaClient
 from aiokafka.protocol.metadata import MetadataRequest
 
+from aiomq._internal.backoff import backoff_delay
 from aiomq._internal.errmap import broker_error, map_errors
-from aiomq.errors import BrokerConnectionError
+from aiomq.errors import BrokerConnectionError, BrokerError, Error, RequestTimeoutError
 
 __all__ = ["topic_partitions"]
+
+_UNKNOWN_TOPIC_OR_PARTITION: Final = 3
+_ATTEMPTS: Final = 6
 
 
 async def topic_partitions(
@@ -23,7 +30,9 @@ async def topic_partitions(
     """Return the partition ids of `topic`, in ascending order.
 
     aiokafka's own metadata refresh always asks the broker to create missing topics; this
-    sends the request itself so that `allow_create=False` really means it.
+    sends the request itself so that `allow_create=False` really means it. Any known broker
+    can answer, so an unreachable one is skipped for the next; retriable answers (such as
+    LEADER_NOT_AVAILABLE right after a topic is created) are asked again, with backoff.
 
     Args:
         client: A bootstrapped aiokafka client.
@@ -36,17 +45,56 @@ async def topic_partitions(
         BrokerError: The broker answered with another error for the topic.
         BrokerConnectionError: No broker could be reached.
     """
-    with map_errors(brokers=brokers, topic=topic):
+    request = MetadataRequest([topic], allow_auto_topic_creation=allow_create)
+    last: Error = BrokerConnectionError("no broker is known to ask for metadata", brokers=brokers)
+    for attempt in range(1, _ATTEMPTS + 1):
+        response = await _ask_any_broker(client, request, topic, brokers)
+        if isinstance(response, Error):
+            last = response
+        else:
+            found = _partitions_in(response, topic)
+            if isinstance(found, tuple):
+                return found
+            if not found.retriable or (
+                found.code == _UNKNOWN_TOPIC_OR_PARTITION and not allow_create
+            ):
+                raise found
+            last = found
+        await asyncio.sleep(backoff_delay(attempt, 0.05, 1.0))
+    raise last
+
+
+async def _ask_any_broker(
+    client: AIOKafkaClient, request: MetadataRequest, topic: str, brokers: Sequence[str]
+) -> Any:
+    """Send `request` to one known broker after another; return the answer or the error."""
+    nodes: list[Any] = [b.nodeId for b in client.cluster.brokers()]
+    random.shuffle(nodes)
+    if not nodes:
         node = client.get_random_node()
-        if node is None:
-            raise BrokerConnectionError("no broker is known to ask for metadata", brokers=brokers)
-        request = MetadataRequest([topic], allow_auto_topic_creation=allow_create)
-        response = await client.send(node, request)
+        nodes = [] if node is None else [node]
+    last: Error = BrokerConnectionError("no broker is known to ask for metadata", brokers=brokers)
+    for node in nodes:
+        try:
+            with map_errors(brokers=brokers, topic=topic):
+                return await client.send(node, request)
+        except (BrokerConnectionError, RequestTimeoutError) as exc:
+            last = exc
+        except BrokerError as exc:
+            if not exc.retriable:
+                raise
+            last = exc
+    return last
+
+
+def _partitions_in(response: Any, topic: str) -> tuple[int, ...] | BrokerError:
     for entry in response.topics:
         error_code, name, partitions = entry[0], entry[1], entry[3]
         if name != topic:
             continue
         if error_code:
-            raise broker_error(error_code, topic=topic)
+            return broker_error(error_code, topic=topic)
         return tuple(sorted(p[1] for p in partitions))
-    raise broker_error(3, topic=topic, detail="the broker's metadata does not mention it")
+    return broker_error(
+        _UNKNOWN_TOPIC_OR_PARTITION, topic=topic, detail="the broker's metadata does not mention it"
+    )

@@ -29,7 +29,7 @@ from aiokafka.structs import TopicPartition
 from aiomq._internal.backoff import backoff_delay
 from aiomq._internal.errmap import broker_error, map_errors
 from aiomq.errors import BrokerConnectionError, BrokerError, ClosedError, Error, RequestTimeoutError
-from aiomq.message import Message
+from aiomq.message import Message, to_millis
 
 __all__ = ["Completion", "Producer", "ProducerSettings", "WriteCall"]
 
@@ -343,7 +343,7 @@ class Producer:
             if (
                 append(
                     offset,
-                    now_ms if when is None else int(when.timestamp() * 1000),
+                    now_ms if when is None else to_millis(when),
                     message[4],
                     message[5],
                     headers,
