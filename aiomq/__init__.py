@@ -13,6 +13,14 @@ from .balancer import LeastBytes as LeastBytes
 from .balancer import Murmur2Balancer as Murmur2Balancer
 from .balancer import ReferenceHash as ReferenceHash
 from .balancer import RoundRobin as RoundRobin
+from .dialer import Dialer as Dialer
+from .dialer import OAuthBearer as OAuthBearer
+from .dialer import Plain as Plain
+from .dialer import SaslMechanism as SaslMechanism
+from .dialer import ScramSha256 as ScramSha256
+from .dialer import ScramSha512 as ScramSha512
+from .dialer import tls_context as tls_context
+from .errors import AuthenticationError as AuthenticationError
 from .errors import BrokerConnectionError as BrokerConnectionError
 from .errors import BrokerError as BrokerError
 from .errors import ClosedError as ClosedError
@@ -22,6 +30,7 @@ from .errors import Error as Error
 from .errors import InvalidMessageError as InvalidMessageError
 from .errors import MessageTooLargeError as MessageTooLargeError
 from .errors import RequestTimeoutError as RequestTimeoutError
+from .errors import TLSError as TLSError
 from .errors import UnknownTopicOrPartitionError as UnknownTopicOrPartitionError
 from .errors import WriteErrors as WriteErrors
 from .group import Claim as Claim
@@ -49,6 +58,7 @@ except _metadata.PackageNotFoundError:  # pragma: no cover - running from a bare
     __version__ = _source_version
 
 __all__ = [
+    "AuthenticationError",
     "Balancer",
     "BalancerLike",
     "BrokerConnectionError",
@@ -59,6 +69,7 @@ __all__ = [
     "CommitError",
     "Compression",
     "ConfigError",
+    "Dialer",
     "Error",
     "FIRST_OFFSET",
     "GroupHandler",
@@ -72,7 +83,9 @@ __all__ = [
     "Message",
     "MessageTooLargeError",
     "Murmur2Balancer",
+    "OAuthBearer",
     "PartitionStats",
+    "Plain",
     "Reader",
     "ReaderConfig",
     "ReaderStats",
@@ -80,6 +93,10 @@ __all__ = [
     "RequestTimeoutError",
     "RequiredAcks",
     "RoundRobin",
+    "SaslMechanism",
+    "ScramSha256",
+    "ScramSha512",
+    "TLSError",
     "TopicPartition",
     "UnknownTopicOrPartitionError",
     "WriteErrors",
@@ -87,4 +104,5 @@ __all__ = [
     "WriterConfig",
     "WriterStats",
     "__version__",
+    "tls_context",
 ]

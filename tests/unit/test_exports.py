@@ -10,6 +10,7 @@ import aiomq
 # Modules whose public names are re-exported at the top level.
 _REEXPORTED = [
     "aiomq.balancer",
+    "aiomq.dialer",
     "aiomq.errors",
     "aiomq.group",
     "aiomq.message",
