@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.tls import TLSBroker
+
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 # What each example must print (regular expressions, each matched somewhere in stdout).
@@ -53,9 +55,13 @@ EXPECTED: dict[str, list[str]] = {
 }
 
 
+# Examples that need a special broker; each has its own test below.
+SPECIAL = {"tls.py", "sasl.py"}
+
+
 def test_every_example_is_checked() -> None:
     on_disk = {p.name for p in EXAMPLES.glob("*.py") if not p.name.startswith("_")}
-    assert on_disk == set(EXPECTED)
+    assert on_disk == set(EXPECTED) | SPECIAL
 
 
 def run_example(name: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -94,3 +100,26 @@ def test_example_runs_stand_alone_with_its_own_embedded_broker() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert "wrote key=b'order-1'" in result.stdout
+
+
+def test_tls_example_runs_against_the_broker_behind_tls(tls_broker: TLSBroker) -> None:
+    result = run_example(
+        "tls.py",
+        {
+            "AIOMQ_BOOTSTRAP_SERVERS": tls_broker.bootstrap_servers,
+            "AIOMQ_TLS_CA_FILE": str(tls_broker.ca_file),
+        },
+    )
+    assert result.returncode == 0, result.stderr
+    assert "read back b'sent over TLS' over TLS" in result.stdout
+
+
+@pytest.mark.external_broker("SASL authentication: neither local broker authenticates")
+def test_sasl_example_authenticates_against_the_sasl_listener() -> None:
+    names = ("AIOMQ_SASL_BOOTSTRAP_SERVERS", "AIOMQ_SASL_USERNAME", "AIOMQ_SASL_PASSWORD")
+    missing = [n for n in names if not os.environ.get(n)]
+    if missing:
+        pytest.fail(f"the SASL example needs {', '.join(missing)} (see compose.yaml)")
+    result = run_example("sasl.py", {})
+    assert result.returncode == 0, result.stderr
+    assert "read back b'authenticated'" in result.stdout
