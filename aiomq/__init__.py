@@ -5,6 +5,17 @@ from __future__ import annotations
 from importlib import metadata as _metadata
 
 from ._version import __version__ as _source_version
+from .admin import BrokerInfo as BrokerInfo
+from .admin import Client as Client
+from .admin import ClientConfig as ClientConfig
+from .admin import ClusterInfo as ClusterInfo
+from .admin import GroupInfo as GroupInfo
+from .admin import GroupListing as GroupListing
+from .admin import GroupOffset as GroupOffset
+from .admin import MemberInfo as MemberInfo
+from .admin import PartitionInfo as PartitionInfo
+from .admin import TopicInfo as TopicInfo
+from .admin import TopicSpec as TopicSpec
 from .balancer import Balancer as Balancer
 from .balancer import BalancerLike as BalancerLike
 from .balancer import CRC32Balancer as CRC32Balancer
@@ -63,9 +74,13 @@ __all__ = [
     "BalancerLike",
     "BrokerConnectionError",
     "BrokerError",
+    "BrokerInfo",
     "CRC32Balancer",
     "Claim",
+    "Client",
+    "ClientConfig",
     "ClosedError",
+    "ClusterInfo",
     "CommitError",
     "Compression",
     "ConfigError",
@@ -73,6 +88,9 @@ __all__ = [
     "Error",
     "FIRST_OFFSET",
     "GroupHandler",
+    "GroupInfo",
+    "GroupListing",
+    "GroupOffset",
     "GroupSession",
     "Hash",
     "Header",
@@ -80,10 +98,12 @@ __all__ = [
     "IsolationLevel",
     "LAST_OFFSET",
     "LeastBytes",
+    "MemberInfo",
     "Message",
     "MessageTooLargeError",
     "Murmur2Balancer",
     "OAuthBearer",
+    "PartitionInfo",
     "PartitionStats",
     "Plain",
     "Reader",
@@ -97,7 +117,9 @@ __all__ = [
     "ScramSha256",
     "ScramSha512",
     "TLSError",
+    "TopicInfo",
     "TopicPartition",
+    "TopicSpec",
     "UnknownTopicOrPartitionError",
     "WriteErrors",
     "Writer",

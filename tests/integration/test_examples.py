@@ -16,6 +16,15 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 # What each example must print (regular expressions, each matched somewhere in stdout).
 EXPECTED: dict[str, list[str]] = {
+    "admin_topics.py": [
+        r"created 2 topics",
+        r"created again: 0 topics",
+        r"example-orders: 3 partitions, replication factor 1, leaders \[\d+",
+        r"example-audit: 1 partition, replication factor 1",
+        r"retention\.ms = 3600000",
+        r"end offsets: \{0: 1, 1: 0, 2: 0\}",
+        r"after delete, still listed: False",
+    ],
     "quickstart.py": [
         r"wrote   b'alice'",
         r"committed 3 messages",

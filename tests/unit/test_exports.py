@@ -9,6 +9,7 @@ import aiomq
 
 # Modules whose public names are re-exported at the top level.
 _REEXPORTED = [
+    "aiomq.admin",
     "aiomq.balancer",
     "aiomq.dialer",
     "aiomq.errors",
@@ -37,7 +38,7 @@ def test_every_public_name_of_the_public_modules_is_exported() -> None:
 
 
 def test_every_public_module_is_listed_or_deliberately_separate() -> None:
-    separate = {"aiomq.testing", "aiomq.pytest_plugin"}
+    separate = {"aiomq.cli", "aiomq.testing", "aiomq.pytest_plugin"}
     public = {
         info.name
         for info in pkgutil.iter_modules(aiomq.__path__, "aiomq.")
