@@ -38,6 +38,7 @@ from .errors import ClosedError as ClosedError
 from .errors import CommitError as CommitError
 from .errors import ConfigError as ConfigError
 from .errors import Error as Error
+from .errors import GroupNotEmptyError as GroupNotEmptyError
 from .errors import InvalidMessageError as InvalidMessageError
 from .errors import MessageTooLargeError as MessageTooLargeError
 from .errors import RequestTimeoutError as RequestTimeoutError
@@ -86,6 +87,7 @@ __all__ = [
     "ConfigError",
     "Dialer",
     "Error",
+    "GroupNotEmptyError",
     "FIRST_OFFSET",
     "GroupHandler",
     "GroupInfo",

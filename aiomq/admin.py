@@ -47,7 +47,13 @@ from aiomq._internal.log import get_logger
 from aiomq._internal.security import connection_options, open_client
 from aiomq._internal.shield import finish_shielded
 from aiomq.dialer import Dialer
-from aiomq.errors import ClosedError, ConfigError, Error, RequestTimeoutError
+from aiomq.errors import (
+    ClosedError,
+    ConfigError,
+    Error,
+    GroupNotEmptyError,
+    RequestTimeoutError,
+)
 from aiomq.reader import FIRST_OFFSET, LAST_OFFSET
 
 __all__ = [
@@ -1000,9 +1006,11 @@ def _member_info(entry: Any, protocol_type: str | None) -> MemberInfo:
     )
 
 
-def _group_active(group_id: str, state: str, members: int | None) -> Error:
+def _group_active(group_id: str, state: str, members: int | None) -> GroupNotEmptyError:
     count = "" if members is None else f" with {members} member{'s' if members != 1 else ''}"
-    return Error(
+    return GroupNotEmptyError(
         f"group {group_id!r} is {state}{count}: stop its consumers (and wait for it to become "
-        "Empty) before resetting its offsets"
+        "Empty) before resetting its offsets",
+        group_id=group_id,
+        state=state,
     )

@@ -17,7 +17,8 @@ of aiomq can still catch them sensibly::
     │   ├── UnknownTopicOrPartitionError   (code 3)
     │   └── MessageTooLargeError           (code 10, or refused before sending)
     ├── WriteErrors                      some messages of one write failed; per message
-    └── CommitError                      offsets could not be committed
+    ├── CommitError                      offsets could not be committed
+    └── GroupNotEmptyError               a group still has members where none may remain
 
 Cancellation (`asyncio.CancelledError`, anyio's cancel scopes) is never wrapped: it is
 not an `Exception`, and aiomq lets it pass through untouched.
@@ -37,6 +38,7 @@ __all__ = [
     "CommitError",
     "ConfigError",
     "Error",
+    "GroupNotEmptyError",
     "InvalidMessageError",
     "MessageTooLargeError",
     "RequestTimeoutError",
@@ -237,4 +239,18 @@ class CommitError(Error):
     ) -> None:
         self.offsets: dict[tuple[str, int], int] = dict(offsets or {})
         self.messages: list[Message] = list(messages)
+        super().__init__(message)
+
+
+class GroupNotEmptyError(Error):
+    """The consumer group still has active members, and the operation needs it inactive.
+
+    Attributes:
+        group_id: The group.
+        state: The group's state as the coordinator reported it (for example "Stable").
+    """
+
+    def __init__(self, message: str, *, group_id: str, state: str) -> None:
+        self.group_id = group_id
+        self.state = state
         super().__init__(message)

@@ -96,6 +96,11 @@ def translate(
         topic: The topic involved, if any.
         partition: The partition involved, if any.
     """
+    if isinstance(exc, ak.RequestTimedOutError) and not exc.args:
+        # Raised by aiokafka itself when its per-request time limit runs out (a broker's
+        # own REQUEST_TIMED_OUT arrives as an error code in a response instead).
+        where = f" for topic {topic!r}" if topic is not None else ""
+        return RequestTimeoutError(f"the broker did not answer in time{where}")
     if isinstance(exc, ak.BrokerResponseError):
         # aiokafka's own text for these is its class docstring; only a message passed at
         # raise time says something about this request.

@@ -443,9 +443,10 @@ async def test_reset_group_offsets_of_a_running_group_fails_naming_the_group_and
             with anyio.fail_after(DEADLINE):
                 message = await reader.fetch_message()
             await reader.commit_messages(message)
-            with pytest.raises(aiomq.Error) as caught:
+            with pytest.raises(aiomq.GroupNotEmptyError) as caught:
                 await client.reset_group_offsets(group, topic, to=FIRST_OFFSET)
             [offset] = await client.group_offsets(group, topics=[topic])
+    assert (caught.value.group_id, caught.value.state) == (group, "Stable")
     assert repr(group) in str(caught.value)
     assert "Stable" in str(caught.value)
     assert "1 member" in str(caught.value)

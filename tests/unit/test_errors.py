@@ -93,3 +93,10 @@ def test_cancellation_passes_through_untouched() -> None:
 def test_message_too_large_names_size_and_limit() -> None:
     err = aiomq.MessageTooLargeError(size=2_000_000, limit=1_048_576, topic="t")
     assert "2000000 bytes" in str(err) and "1048576" in str(err) and "'t'" in str(err)
+
+
+def test_aiokafkas_own_request_timeout_maps_to_a_timeout_error() -> None:
+    mapped = translate(ak.RequestTimedOutError(), topic="orders")
+    assert isinstance(mapped, aiomq.RequestTimeoutError)
+    assert isinstance(mapped, TimeoutError)
+    assert "'orders'" in str(mapped)
