@@ -30,7 +30,6 @@ from aiokafka.structs import TopicPartition as _TP
 
 from aiomq._internal.commits import next_offsets
 from aiomq._internal.errmap import map_errors
-from aiomq.errors import ClosedError
 from aiomq.message import Message
 
 if TYPE_CHECKING:
@@ -56,7 +55,7 @@ class GroupSession:
         generation ends, and on close. Marks for partitions not claimed are ignored.
         """
         if (message.topic, message.partition) in self.claims:
-            self._reader._stash.add(next_offsets((message,)))
+            self._reader._stash_owned(next_offsets((message,)))
 
     async def commit(self) -> None:
         """Commit every mark now, instead of waiting for the next flush.
@@ -114,8 +113,12 @@ class Claim:
                         return
                     batch = fetch.result()
                 hw = consumer.highwater(self._tp)
-                for record in batch.get(self._tp, ()):
-                    yield reader._deliver(reader._to_message(record, -1 if hw is None else hw))
+                records = batch.get(self._tp)
+                if not records:
+                    continue
+                key = (self.topic, self.partition)
+                for message in reader._to_messages(key, records, -1 if hw is None else hw):
+                    yield message
                     if self._ended.is_set():
                         return
         finally:
@@ -138,11 +141,11 @@ class GroupHandler(Protocol):
 async def run_handler(reader: Reader, handler: GroupHandler) -> None:
     """Drive `handler` through the reader's generations until it closes or is cancelled."""
     generation = 0
-    while True:
-        if reader._state != "open":
-            raise ClosedError(f"the Reader is {reader._state}")
+    while reader._state == "open":
         await reader._assigned_event.wait()
         reader._assigned_event.clear()
+        if reader._state != "open":
+            return
         claims = set(reader._assigned)
         if not claims:
             continue

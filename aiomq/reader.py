@@ -53,6 +53,7 @@ LAST_OFFSET: Final = -1
 """Start after the newest message: read only what is written from now on (`LastOffset`)."""
 
 _NEVER: Final = -1
+_new_message = tuple.__new__
 
 TopicPartition = tuple[str, int]
 """A `(topic, partition)` pair, as rebalance callbacks and `CommitError.offsets` give them."""
@@ -308,11 +309,15 @@ class Reader:
         self._state = "new"
         self._buffer: deque[Message] = deque()
         self._stash = OffsetStash()
+        # The highest offset this reader committed per partition under its assignment.
+        self._committed: dict[_TP, int] = {}
         self._commit_lock = asyncio.Lock()
         self._flusher: asyncio.Task[None] | None = None
         self._lag_task: asyncio.Task[None] | None = None
         self._assigned: set[TopicPartition] = set()
-        self._next: dict[TopicPartition, int] = {}
+        # The offset after the last message fetched, per partition (not the last returned).
+        self._fetched_next: dict[TopicPartition, int] = {}
+        self._stashing = self._group and cfg.commit_interval > 0
         self._pending_seek: int | None = None if self._group else cfg.start_offset
         self._read_lag: int = _NEVER
         self._handler_hooks: list[Callable[[set[TopicPartition]], Awaitable[None]]] = []
@@ -390,8 +395,9 @@ class Reader:
     async def aclose(self) -> None:
         """Flush pending commits, leave the group and disconnect. Safe to call twice.
 
-        Returns within about `close_timeout` even when the broker is unreachable or another
-        task waits in `fetch_message` (that task gets `ClosedError`). It runs to its end even
+        Returns within `close_timeout` (plus at most a second to release connections) even
+        when the broker is unreachable or another task waits in `fetch_message` (that task
+        gets `ClosedError`). It runs to its end even
         if the calling task is cancelled meanwhile, then re-raises the cancellation.
 
         Raises:
@@ -406,16 +412,23 @@ class Reader:
         for task in (self._flusher, self._lag_task):
             if task is not None:
                 task.cancel()
+        # One deadline for the whole close; leaving the group still gets a moment of its own
+        # so that connections and background tasks are released.
+        deadline = asyncio.get_running_loop().time() + self.config.close_timeout
         failure: CommitError | None = None
         consumer = self._consumer
+        self._assigned_event.set()  # a consume() waiting for the next generation returns
         try:
             # A running group handler lets go of its claims first, so its marks are flushed.
-            for hook in list(self._handler_hooks):
-                async with asyncio.timeout(self.config.close_timeout):
-                    await hook(set(self._assigned))
+            try:
+                async with asyncio.timeout_at(deadline):
+                    for hook in list(self._handler_hooks):
+                        await hook(set(self._assigned))
+            except TimeoutError:
+                self._log.warning("group_handler_close_timed_out")
             if consumer is not None and self._group and len(self._stash):
                 try:
-                    async with asyncio.timeout(self.config.close_timeout):
+                    async with asyncio.timeout_at(deadline):
                         await self._flush(None)
                 except CommitError as exc:
                     failure = exc
@@ -429,11 +442,19 @@ class Reader:
                     )
         finally:
             if consumer is not None:
+                loop = asyncio.get_running_loop()
                 try:
-                    async with asyncio.timeout(self.config.close_timeout):
+                    async with asyncio.timeout_at(max(deadline, loop.time() + 1.0)):
                         await consumer.stop()
                 except TimeoutError:
                     self._log.warning("reader_close_timed_out")
+                except asyncio.CancelledError:
+                    current = asyncio.current_task()
+                    if current is not None and current.cancelling():
+                        raise
+                    # aiokafka's shutdown re-raises the cancellation of its own background
+                    # tasks when a broker is unreachable; the consumer is stopped all the same.
+                    self._log.warning("reader_close_interrupted")
             self._buffer.clear()
             self._state = "closed"
         if failure is not None:
@@ -460,7 +481,7 @@ class Reader:
         buffer = self._buffer
         while not buffer:
             await self._fill()
-        return self._deliver(buffer.popleft())
+        return buffer.popleft()
 
     async def fetch_batch(self, max_messages: int = 500) -> list[Message]:
         """Return between one and `max_messages` messages, waiting only for the first.
@@ -475,10 +496,12 @@ class Reader:
         buffer = self._buffer
         while not buffer:
             await self._fill()
-        count = min(max_messages, len(buffer))
-        deliver = self._deliver
+        if max_messages >= len(buffer):
+            taken = list(buffer)
+            buffer.clear()
+            return taken
         popleft = buffer.popleft
-        return [deliver(popleft()) for _ in range(count)]
+        return [popleft() for _ in range(max_messages)]
 
     async def read_message(self) -> Message:
         """Return the next message; in group mode, also commit it.
@@ -487,12 +510,27 @@ class Reader:
         0 it is made before returning; if it fails, `CommitError` is raised with the
         message in its `messages`, so the message is never silently lost.
 
+        Cancellation: a cancelled or timed-out call returns its message to the reader, so
+        the next read returns it again, even if the commit had already been sent.
+
         Raises:
             CommitError: The commit failed; `.messages` holds the message that was read.
         """
-        message = await self.fetch_message()
+        buffer = self._buffer
+        while not buffer:
+            await self._fill()
+        message = buffer.popleft()
         if self._group:
-            await self._commit([message])
+            if self._stashing:
+                self._stash_one(message)
+                return message
+            try:
+                await self._commit([message])
+            except asyncio.CancelledError:
+                # The caller will not see this message: hand it to the next read. Its commit
+                # may or may not have reached the broker; reading it again is at-least-once.
+                buffer.appendleft(message)
+                raise
         return message
 
     def __aiter__(self) -> AsyncIterator[Message]:
@@ -526,40 +564,64 @@ class Reader:
         if not batch:
             return
         self._counts["fetches"] += 1
-        buffer = self._buffer
         for tp, records in batch.items():
             key = (tp.topic, tp.partition)
             if key not in self._assigned:
                 # Fetched just before a revocation: another member owns these now.
                 continue
             high_water = consumer.highwater(tp)
-            hw = -1 if high_water is None else high_water
-            to_message = self._to_message
-            buffer.extend([to_message(r, hw) for r in records])
+            self._buffer.extend(
+                self._to_messages(key, records, -1 if high_water is None else high_water)
+            )
 
-    def _to_message(self, record: Any, high_water_mark: int) -> Message:
-        ts = record.timestamp
-        if ts != self._last_ts:
-            # Records of one batch usually share a millisecond: build each datetime once.
-            self._last_ts = ts
-            self._last_dt = datetime.fromtimestamp(ts / 1000, UTC)
-        return Message(
-            record.topic,
-            record.partition,
-            record.offset,
-            high_water_mark,
-            record.key,
-            record.value,
-            record.headers,
-            self._last_dt,
-        )
+    def _to_messages(
+        self, key: TopicPartition, records: list[Any], high_water_mark: int
+    ) -> list[Message]:
+        """Turn one partition's fetched records into messages, and count them as read.
 
-    def _deliver(self, message: Message) -> Message:
-        self._next[(message.topic, message.partition)] = message.offset + 1
-        counts = self._counts
-        counts["messages"] += 1
-        counts["bytes"] += len(message.key or b"") + len(message.value or b"")
-        return message
+        Counting happens here, once per fetch, rather than per message returned: what is
+        still buffered is subtracted when `stats()` or `offset` ask (see `_position`).
+        """
+        topic, partition = key
+        new = _new_message
+        last_ts, last_dt = self._last_ts, self._last_dt
+        size = 0
+        messages: list[Message] = []
+        append = messages.append
+        for r in records:
+            ts = r.timestamp
+            if ts != last_ts:
+                # Records of one batch usually share a millisecond: build each datetime once.
+                last_ts, last_dt = ts, datetime.fromtimestamp(ts / 1000, UTC)
+            k, v = r.key, r.value
+            size += (0 if k is None else len(k)) + (0 if v is None else len(v))
+            append(
+                new(
+                    Message,
+                    (topic, partition, r.offset, high_water_mark, k, v, r.headers, last_dt, None),
+                )
+            )
+        self._last_ts, self._last_dt = last_ts, last_dt
+        if messages:
+            self._fetched_next[key] = messages[-1][2] + 1
+            counts = self._counts
+            counts["messages"] += len(messages)
+            counts["bytes"] += size
+        return messages
+
+    def _position(self, key: TopicPartition) -> int | None:
+        """The offset of the next message this reader returns from a partition, if known."""
+        for message in self._buffer:
+            if message[0] == key[0] and message[1] == key[1]:
+                return message[2]
+        return self._fetched_next.get(key)
+
+    def _stash_one(self, message: Message) -> None:
+        key = (message[0], message[1])
+        if key in self._assigned:
+            self._stash.add_one(key, message[2] + 1)
+        else:
+            self._log.warning("stale_commit_dropped", partitions=[key])
 
     # -- single-partition positioning -----------------------------------------------------
 
@@ -622,7 +684,7 @@ class Reader:
         self._pending_seek = None
         self._buffer.clear()
         assert offset is not None
-        self._next[key] = offset
+        self._fetched_next[key] = offset
 
     @property
     def offset(self) -> int:
@@ -630,7 +692,8 @@ class Reader:
         position is known."""
         if self._tp is None:
             return -1
-        return self._next.get(self._tp, -1)
+        position = self._position(self._tp)
+        return -1 if position is None else position
 
     @property
     def lag(self) -> int:
@@ -645,7 +708,7 @@ class Reader:
         if consumer is None:
             return -1
         high_water = consumer.highwater(_TP(*key))
-        position = self._next.get(key)
+        position = self._position(key)
         if high_water is None or position is None:
             return self._read_lag if key == self._tp else -1
         lag: int = max(0, high_water - position)
@@ -662,7 +725,7 @@ class Reader:
         tp = _TP(*key)
         with map_errors(brokers=self.config.brokers, topic=tp.topic, partition=tp.partition):
             end = (await consumer.end_offsets([tp]))[tp]
-            position = self._next.get(key)
+            position = self._position(key)
             if position is None:
                 position = await consumer.position(tp)
         self._read_lag = max(0, end - position)
@@ -702,10 +765,28 @@ class Reader:
     async def _commit(self, messages: Sequence[Message]) -> None:
         offsets = next_offsets(messages)
         if self.config.commit_interval > 0:
-            self._stash.add(offsets)
+            self._stash_owned(offsets)
             return
         async with self._commit_lock:
-            await self._commit_now(offsets, messages)
+            # The highest offset per partition wins across calls too: an older message
+            # committed later must not move the group back.
+            committed = self._committed
+            offsets = {tp: o for tp, o in offsets.items() if committed.get(tp, -1) < o}
+            if offsets:
+                await self._commit_now(offsets, messages)
+
+    def _stash_owned(self, offsets: dict[_TP, int]) -> None:
+        """Stash offsets of partitions this reader owns; drop the others.
+
+        An offset for a partition another member owns now is stale: stashed, it could be
+        applied later, if the partition came back, and move the group's position back.
+        """
+        assigned = self._assigned
+        owned = {tp: o for tp, o in offsets.items() if (tp.topic, tp.partition) in assigned}
+        if len(owned) != len(offsets):
+            stale = sorted((tp.topic, tp.partition) for tp in offsets if tp not in owned)
+            self._log.warning("stale_commit_dropped", partitions=stale)
+        self._stash.add(owned)
 
     async def _commit_now(self, offsets: dict[_TP, int], messages: Sequence[Message] = ()) -> None:
         consumer = self._open_consumer() if self._state == "open" else self._consumer
@@ -721,6 +802,10 @@ class Reader:
                 f"committing {_describe(pairs)} failed: {mapped}", offsets=pairs, messages=messages
             ) from exc
         self._counts["commits"] += 1
+        committed = self._committed
+        for tp, offset in offsets.items():
+            if committed.get(tp, -1) < offset:
+                committed[tp] = offset
 
     async def _flush(self, partitions: set[TopicPartition] | None) -> None:
         """Commit what the stash holds for owned partitions (or just `partitions`)."""
@@ -731,6 +816,10 @@ class Reader:
         owned_tps = {_TP(*key) for key in owned}
         async with self._commit_lock:
             offsets = self._stash.snapshot(owned_tps)
+            committed = self._committed
+            behind = {tp: o for tp, o in offsets.items() if committed.get(tp, -1) >= o}
+            self._stash.discard_committed(behind)
+            offsets = {tp: o for tp, o in offsets.items() if tp not in behind}
             if not offsets:
                 return
             await self._commit_now(offsets)
@@ -752,6 +841,9 @@ class Reader:
             # A failure is logged; the next owner resumes from the last committed offset.
             with contextlib.suppress(CommitError):
                 await self._flush(revoked)
+        for key in revoked:
+            # Another member may commit these partitions now, lower or higher.
+            self._committed.pop(_TP(*key), None)
         dropped = self._stash.forget(_TP(*key) for key in revoked)
         if dropped:
             self._log.warning("stashed_offsets_dropped", partitions=dropped)
@@ -760,7 +852,7 @@ class Reader:
             # Messages of revoked partitions will be read by their next owner.
             self._buffer = deque(m for m in self._buffer if (m.topic, m.partition) not in revoked)
         for key in revoked:
-            self._next.pop(key, None)
+            self._fetched_next.pop(key, None)
         if revoked:  # the first join of a member revokes nothing: say nothing then
             self._log.info("partitions_revoked", partitions=sorted(revoked))
             await _call(self.config.on_revoked, set(revoked), self._log)
@@ -778,7 +870,11 @@ class Reader:
     async def consume(self, handler: GroupHandler) -> None:
         """Run a Sarama-style group handler until the reader closes or the call is cancelled.
 
-        See `aiomq.group` for the handler interface and the guarantees.
+        See `aiomq.group` for the handler interface and the guarantees. Returns when the
+        reader closes; marks are flushed on the way.
+
+        Cancellation: every claim's iteration ends, every `consume_claim` is awaited,
+        `cleanup` runs, and then the cancellation goes on.
 
         Raises:
             ConfigError: The reader is not in group mode.
@@ -808,7 +904,7 @@ class Reader:
                 PartitionStats(
                     topic=key[0],
                     partition=key[1],
-                    offset=self._next.get(key, -1),
+                    offset=-1 if (position := self._position(key)) is None else position,
                     high_water_mark=-1 if hw is None else hw,
                     lag=lag,
                 )
@@ -817,9 +913,13 @@ class Reader:
                 total += lag
                 known = True
         c = self._counts
+        buffered_bytes = sum(
+            (0 if m[4] is None else len(m[4])) + (0 if m[5] is None else len(m[5]))
+            for m in self._buffer
+        )
         return ReaderStats(
-            messages=c["messages"],
-            bytes=c["bytes"],
+            messages=c["messages"] - len(self._buffer),
+            bytes=c["bytes"] - buffered_bytes,
             fetches=c["fetches"],
             errors=c["errors"],
             commits=c["commits"],

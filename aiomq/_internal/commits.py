@@ -53,6 +53,19 @@ class OffsetStash:
             if current.get(tp, _NO_OFFSET) < offset:
                 current[tp] = offset
 
+    def add_one(self, key: tuple[str, int], offset: int) -> None:
+        """Record one partition's offset; the fast path of `add` for one message at a time.
+
+        `key` may be a plain `(topic, partition)` tuple: it compares and hashes like the
+        TopicPartition the stash keys by, so only a new entry needs one built.
+        """
+        current = self._offsets
+        known = current.get(key)  # type: ignore[call-overload]
+        if known is None:
+            current[TopicPartition(*key)] = offset
+        elif known < offset:
+            current[key] = offset  # type: ignore[index]
+
     def snapshot(
         self, owned: Collection[TopicPartition] | None = None
     ) -> dict[TopicPartition, int]:

@@ -173,6 +173,16 @@ def _auth_error(address: str, dialer: Dialer | None, exc: Exception) -> Authenti
     return AuthenticationError(message, mechanism=mechanism, username=username)
 
 
+async def _bounded(address: str, dialer: Dialer | None, limit: float) -> Error:
+    try:
+        async with asyncio.timeout(limit):
+            return await _diagnose_one(address, dialer, limit / 2)
+    except TimeoutError:
+        return BrokerConnectionError(
+            f"broker {address}: no answer within {limit:g} s", brokers=[address]
+        )
+
+
 async def diagnose_bootstrap(brokers: Sequence[str], dialer: Dialer | None) -> Error:
     """Connect to each bootstrap broker once more and say precisely why it fails.
 
@@ -180,8 +190,10 @@ async def diagnose_bootstrap(brokers: Sequence[str], dialer: Dialer | None) -> E
     and the reason (a refused certificate, a plaintext/TLS mismatch, a refused login)
     instead of a bare "unable to bootstrap".
     """
-    timeout = dialer.timeout if dialer is not None else 10.0
-    errors = [await _diagnose_one(address, dialer, timeout) for address in brokers]
+    limit = dialer.timeout if dialer is not None else 10.0
+    # Every broker at once, and each probe bounded by the same limit, so the diagnosis
+    # takes at most about one Dialer.timeout however many brokers there are.
+    errors = await asyncio.gather(*(_bounded(address, dialer, limit) for address in brokers))
     for kind in (AuthenticationError, TLSError):
         for error in errors:
             if isinstance(error, kind):
