@@ -27,6 +27,8 @@ from aiokafka.structs import TopicPartition as _TP
 from aiomq._internal.commits import OffsetStash, next_offsets
 from aiomq._internal.errmap import map_errors, translate
 from aiomq._internal.log import get_logger
+from aiomq._internal.records import MessageFactory
+from aiomq._internal.records import install as install_record_hook
 from aiomq._internal.security import connection_options, open_client
 from aiomq._internal.shield import finish_shielded
 from aiomq.dialer import Dialer
@@ -318,6 +320,7 @@ class Reader:
         # The offset after the last message fetched, per partition (not the last returned).
         self._fetched_next: dict[TopicPartition, int] = {}
         self._stashing = self._group and cfg.commit_interval > 0
+        self._factory: MessageFactory | None = None
         self._pending_seek: int | None = None if self._group else cfg.start_offset
         self._read_lag: int = _NEVER
         self._handler_hooks: list[Callable[[set[TopicPartition]], Awaitable[None]]] = []
@@ -342,7 +345,11 @@ class Reader:
             raise ClosedError(f"a Reader is opened once; this one is {self._state}")
         self._state = "opening"
         cfg = self.config
+        # With the record hook in place, aiokafka builds our messages directly.
+        factory = MessageFactory(self._high_water) if install_record_hook() else None
+        self._factory = factory
         consumer = AIOKafkaConsumer(
+            key_deserializer=factory,
             bootstrap_servers=list(cfg.brokers),
             client_id=cfg.effective_client_id,
             **connection_options(cfg.dialer),
@@ -373,7 +380,7 @@ class Reader:
                     consumer.assign([_TP(*self._tp)])
         except BaseException:
             self._state = "closed"
-            await finish_shielded(consumer.stop())
+            await finish_shielded(_stop_consumer(consumer, self._log))
             raise
         self._consumer = consumer
         self._state = "open"
@@ -445,16 +452,9 @@ class Reader:
                 loop = asyncio.get_running_loop()
                 try:
                     async with asyncio.timeout_at(max(deadline, loop.time() + 1.0)):
-                        await consumer.stop()
+                        await _stop_consumer(consumer, self._log)
                 except TimeoutError:
                     self._log.warning("reader_close_timed_out")
-                except asyncio.CancelledError:
-                    current = asyncio.current_task()
-                    if current is not None and current.cancelling():
-                        raise
-                    # aiokafka's shutdown re-raises the cancellation of its own background
-                    # tasks when a broker is unreachable; the consumer is stopped all the same.
-                    self._log.warning("reader_close_interrupted")
             self._buffer.clear()
             self._state = "closed"
         if failure is not None:
@@ -522,7 +522,12 @@ class Reader:
         message = buffer.popleft()
         if self._group:
             if self._stashing:
-                self._stash_one(message)
+                # The stash's fast path, inlined: this runs for every message read.
+                key = (message[0], message[1])
+                if key in self._assigned:
+                    self._stash.add_one(key, message[2] + 1)
+                else:
+                    self._stash_one(message)
                 return message
             try:
                 await self._commit([message])
@@ -577,11 +582,31 @@ class Reader:
     def _to_messages(
         self, key: TopicPartition, records: list[Any], high_water_mark: int
     ) -> list[Message]:
-        """Turn one partition's fetched records into messages, and count them as read.
+        """Take one partition's fetched records as messages, and count them as read.
 
-        Counting happens here, once per fetch, rather than per message returned: what is
-        still buffered is subtracted when `stats()` or `offset` ask (see `_position`).
+        Records usually arrive as messages already (see `aiomq._internal.records`);
+        otherwise they are converted here. Counting happens once per fetch rather than per
+        message returned: what is still buffered is subtracted when `stats()` or `offset`
+        ask (see `_position`).
         """
+        if not records:
+            return []
+        counts = self._counts
+        if records[0].__class__ is Message:
+            messages: list[Message] = records
+            factory = self._factory
+            if factory is not None:
+                counts["bytes"] += factory.bytes
+                factory.bytes = 0
+        else:
+            messages = self._convert(key, records, high_water_mark)
+        self._fetched_next[key] = messages[-1][2] + 1
+        counts["messages"] += len(messages)
+        return messages
+
+    def _convert(
+        self, key: TopicPartition, records: list[Any], high_water_mark: int
+    ) -> list[Message]:
         topic, partition = key
         new = _new_message
         last_ts, last_dt = self._last_ts, self._last_dt
@@ -602,12 +627,12 @@ class Reader:
                 )
             )
         self._last_ts, self._last_dt = last_ts, last_dt
-        if messages:
-            self._fetched_next[key] = messages[-1][2] + 1
-            counts = self._counts
-            counts["messages"] += len(messages)
-            counts["bytes"] += size
+        self._counts["bytes"] += size
         return messages
+
+    def _high_water(self, tp: _TP) -> int | None:
+        consumer = self._consumer
+        return None if consumer is None else consumer.highwater(tp)
 
     def _position(self, key: TopicPartition) -> int | None:
         """The offset of the next message this reader returns from a partition, if known."""
@@ -928,6 +953,23 @@ class Reader:
             lag=total if known else -1,
             partitions=tuple(parts),
         )
+
+
+async def _stop_consumer(consumer: AIOKafkaConsumer, log: Any) -> None:
+    """Stop an aiokafka consumer completely, even when a broker is unreachable.
+
+    There, aiokafka's `stop()` re-raises the cancellation of its own fetch task and gives
+    up before closing its client, whose metadata task would then keep reconnecting.
+    """
+    try:
+        await consumer.stop()
+    except asyncio.CancelledError:
+        current = asyncio.current_task()
+        if current is not None and current.cancelling():
+            raise
+        log.warning("reader_close_interrupted")
+        with contextlib.suppress(Exception):
+            await consumer._client.close()
 
 
 def _describe(offsets: dict[TopicPartition, int]) -> str:
