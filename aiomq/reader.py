@@ -320,6 +320,9 @@ class Reader:
         # The offset after the last message fetched, per partition (not the last returned).
         self._fetched_next: dict[TopicPartition, int] = {}
         self._stashing = self._group and cfg.commit_interval > 0
+        # None until the first read; True while read_message alone returns messages of a
+        # stashing group reader (see _end_position_commits), False after that.
+        self._position_commits: bool | None = None
         self._factory: MessageFactory | None = None
         self._pending_seek: int | None = None if self._group else cfg.start_offset
         self._read_lag: int = _NEVER
@@ -433,7 +436,11 @@ class Reader:
                         await hook(set(self._assigned))
             except TimeoutError:
                 self._log.warning("group_handler_close_timed_out")
-            if consumer is not None and self._group and len(self._stash):
+            if (
+                consumer is not None
+                and self._group
+                and (len(self._stash) or self._position_commits)
+            ):
                 try:
                     async with asyncio.timeout_at(deadline):
                         await self._flush(None)
@@ -478,6 +485,8 @@ class Reader:
             ClosedError: The reader is closed, or was closed while waiting.
             BrokerConnectionError: The cluster cannot be reached.
         """
+        if self._position_commits:
+            self._end_position_commits()
         buffer = self._buffer
         while not buffer:
             await self._fill()
@@ -493,6 +502,8 @@ class Reader:
         """
         if max_messages < 1:
             raise ConfigError(f"max_messages must be 1 or more, not {max_messages!r}")
+        if self._position_commits:
+            self._end_position_commits()
         buffer = self._buffer
         while not buffer:
             await self._fill()
@@ -522,11 +533,9 @@ class Reader:
         message = buffer.popleft()
         if self._group:
             if self._stashing:
-                # The stash's fast path, inlined: this runs for every message read.
-                key = (message[0], message[1])
-                if key in self._assigned:
-                    self._stash.add_one(key, message[2] + 1)
-                else:
+                if self._position_commits is None:
+                    self._position_commits = True
+                if not self._position_commits:
                     self._stash_one(message)
                 return message
             try:
@@ -641,6 +650,25 @@ class Reader:
                 return message[2]
         return self._fetched_next.get(key)
 
+    def _stash_positions(self, partitions: set[TopicPartition]) -> None:
+        """Stash each partition's read position: everything returned so far is committed."""
+        for key in partitions:
+            position = self._position(key)
+            if position is not None:
+                self._stash.add_one(key, position)
+
+    def _end_position_commits(self) -> None:
+        """Switch to stashing each message: the caller now also fetches without committing.
+
+        As long as `read_message` is the only way messages leave a stashing group reader,
+        the offsets to commit are just the read positions, computed when a flush needs
+        them rather than for every message. Once `fetch_message` or `fetch_batch` is used
+        too, positions would cover messages nobody asked to commit, so the positions
+        reached so far are stashed and every later `read_message` stashes its own offset.
+        """
+        self._stash_positions(self._assigned)
+        self._position_commits = False
+
     def _stash_one(self, message: Message) -> None:
         key = (message[0], message[1])
         if key in self._assigned:
@@ -698,14 +726,14 @@ class Reader:
         offset = self._pending_seek
         tp = _TP(*key)
         with map_errors(brokers=self.config.brokers, topic=tp.topic, partition=tp.partition):
+            # Look the offset up, then seek to it: aiokafka's seek_to_beginning/seek_to_end
+            # can be overtaken by the answer to the reset it started when the partition was
+            # assigned, which would leave the reader at the other end.
             if offset == FIRST_OFFSET:
-                await consumer.seek_to_beginning(tp)
-                offset = await consumer.position(tp)
+                offset = (await consumer.beginning_offsets([tp]))[tp]
             elif offset == LAST_OFFSET:
-                await consumer.seek_to_end(tp)
-                offset = await consumer.position(tp)
-            else:
-                consumer.seek(tp, offset)
+                offset = (await consumer.end_offsets([tp]))[tp]
+            consumer.seek(tp, offset)
         self._pending_seek = None
         self._buffer.clear()
         assert offset is not None
@@ -840,6 +868,8 @@ class Reader:
         owned = self._assigned if partitions is None else partitions & self._assigned
         owned_tps = {_TP(*key) for key in owned}
         async with self._commit_lock:
+            if self._position_commits:
+                self._stash_positions(owned)
             offsets = self._stash.snapshot(owned_tps)
             committed = self._committed
             behind = {tp: o for tp, o in offsets.items() if committed.get(tp, -1) >= o}
@@ -862,7 +892,7 @@ class Reader:
     async def _partitions_revoked(self, revoked: set[TopicPartition]) -> None:
         for hook in list(self._handler_hooks):
             await hook(revoked)
-        if revoked and len(self._stash):
+        if revoked and (len(self._stash) or self._position_commits):
             # A failure is logged; the next owner resumes from the last committed offset.
             with contextlib.suppress(CommitError):
                 await self._flush(revoked)

@@ -47,6 +47,26 @@ EXPECTED: dict[str, list[str]] = {
         r"cleanup: marks committed",
         r"total 400",
     ],
+    "read_all_partitions_latest.py": [
+        r"partition \d+ offset \d+: b'new \d+-\d+'",
+        r"read 6 new messages, 0 old",
+    ],
+    "group_broadcast.py": [
+        r"group billing: read 50 of 50 messages",
+        r"group shipping: read 50 of 50 messages",
+        r"both groups got every message once: True",
+    ],
+    "group_shared.py": [
+        r"member a: partitions \[\d+(, \d+)*\], read \d+ messages",
+        r"member b: partitions \[\d+(, \d+)*\], read \d+ messages",
+        r"together: 100 of 100 messages, each read once: True",
+        r"assignments cover all 4 partitions with no overlap: True",
+    ],
+    "compression.py": [
+        rf"{codec}: wrote 100 messages in \d+ batch\(es\) of \d+ bytes on average; "
+        r"read back intact: True"
+        for codec in ("none", "GZIP", "SNAPPY", "LZ4", "ZSTD")
+    ],
     "write_sync.py": [
         r"wrote key=b'order-1' to partition \d+ at offset \d+",
         r"wrote key=b'order-2' to partition \d+ at offset \d+",
@@ -95,6 +115,9 @@ def test_example_runs_against_the_broker_and_prints_its_results(
     if name == "read_time_range.py":
         # Exactly the three messages of the range, whatever the broker's timestamp look-up.
         assert len(re.findall(r"^\d\d:\d\d offset", result.stdout, re.MULTILINE)) == 3
+    if name == "read_all_partitions_latest.py":
+        # Only messages written after the readers took their positions.
+        assert "b'old" not in result.stdout, result.stdout
 
 
 def test_example_runs_stand_alone_with_its_own_embedded_broker() -> None:

@@ -1210,3 +1210,30 @@ async def test_members_joining_and_leaving_while_messages_are_written_lose_nothi
     assert len(leader_assigned.calls) >= 3, "no churn happened"
     assert len(churner_assignments) >= 2
     assert sorted(missing) == []
+
+
+async def test_set_offset_last_right_after_opening_never_starts_at_the_oldest_message(
+    bootstrap_servers: str, topic: str
+) -> None:
+    # aiokafka's own reset on assignment once overtook the seek to the end, so a reader
+    # opened and moved to LAST_OFFSET at once started from offset 0 instead.
+    await create_topic(bootstrap_servers, topic, 3)
+    async with Writer(brokers=[bootstrap_servers], topic=topic) as w:
+        for p in range(3):
+            for i in range(2):
+                await w.write_messages(Message(value=b"old %d" % i, partition=p))
+    readers = [Reader(brokers=[bootstrap_servers], topic=topic, partition=p) for p in range(3)]
+    for r in readers:
+        r.set_offset(LAST_OFFSET)
+        await r.__aenter__()
+    try:
+        waiting = [asyncio.ensure_future(r.fetch_message()) for r in readers]
+        async with Writer(brokers=[bootstrap_servers], topic=topic) as w:
+            for p in range(3):
+                await w.write_messages(Message(value=b"new", partition=p))
+        async with asyncio.timeout(DEADLINE):
+            first = await asyncio.gather(*waiting)
+    finally:
+        for r in readers:
+            await r.aclose()
+    assert [(m.partition, m.offset, m.value) for m in first] == [(p, 2, b"new") for p in range(3)]
