@@ -42,6 +42,12 @@ from aiomq._internal.admin_protocol import (
     partitions_of,
 )
 from aiomq._internal.backoff import backoff_delay
+from aiomq._internal.config import (
+    check_brokers,
+    check_connection,
+    check_seconds,
+    resolve_client_id,
+)
 from aiomq._internal.errmap import broker_error, translate
 from aiomq._internal.log import get_logger
 from aiomq._internal.security import connection_options, open_client
@@ -299,34 +305,12 @@ class ClientConfig:
     @property
     def effective_client_id(self) -> str:
         """The client id actually sent: this one, else the dialer's, else "aiomq"."""
-        if self.client_id is not None:
-            return self.client_id
-        if self.dialer is not None and self.dialer.client_id is not None:
-            return self.dialer.client_id
-        return "aiomq"
+        return resolve_client_id(self.client_id, self.dialer)
 
     def __post_init__(self) -> None:
-        if isinstance(self.brokers, str) or not self.brokers:
-            raise ConfigError(
-                f"brokers must be a non-empty list of 'host:port' strings, not {self.brokers!r}"
-            )
-        if (
-            not isinstance(self.timeout, int | float)
-            or isinstance(self.timeout, bool)
-            or not self.timeout > 0
-            or self.timeout == float("inf")
-        ):
-            raise ConfigError(
-                f"timeout must be a number of seconds, more than zero, not {self.timeout!r}"
-            )
-        if self.client_id is not None and (
-            not isinstance(self.client_id, str) or not self.client_id
-        ):
-            raise ConfigError(
-                f"client_id must be a non-empty string or None, not {self.client_id!r}"
-            )
-        if self.dialer is not None and not isinstance(self.dialer, Dialer):
-            raise ConfigError(f"dialer must be an aiomq.Dialer, not {type(self.dialer).__name__}")
+        check_brokers(self.brokers)
+        check_seconds("timeout", self.timeout, allow_zero=False)
+        check_connection(self.client_id, self.dialer)
 
 
 def _is_int(value: object) -> bool:

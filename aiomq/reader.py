@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
-import math
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -25,6 +24,13 @@ from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.structs import TopicPartition as _TP
 
 from aiomq._internal.commits import OffsetStash, next_offsets
+from aiomq._internal.config import (
+    check_brokers,
+    check_connection,
+    check_positive_int,
+    check_seconds,
+    resolve_client_id,
+)
 from aiomq._internal.errmap import map_errors, translate
 from aiomq._internal.log import get_logger
 from aiomq._internal.records import MessageFactory
@@ -170,21 +176,14 @@ class ReaderConfig:
     @property
     def effective_client_id(self) -> str:
         """The client id actually sent: this one, else the dialer's, else "aiomq"."""
-        if self.client_id is not None:
-            return self.client_id
-        if self.dialer is not None and self.dialer.client_id is not None:
-            return self.dialer.client_id
-        return "aiomq"
+        return resolve_client_id(self.client_id, self.dialer)
 
     logger: Any = None
     """A structlog logger to log through instead of `structlog.get_logger("aiomq")`.
     Default: None."""
 
     def __post_init__(self) -> None:
-        if isinstance(self.brokers, str) or not self.brokers:
-            raise ConfigError(
-                f"brokers must be a non-empty list of 'host:port' strings, not {self.brokers!r}"
-            )
+        check_brokers(self.brokers)
         if isinstance(self.group_topics, str):
             raise ConfigError("group_topics must be a list of topic names, not a string")
         if self.group_id is not None and (not isinstance(self.group_id, str) or not self.group_id):
@@ -208,17 +207,15 @@ class ReaderConfig:
         ):
             raise ConfigError(f"partition must be 0 or more, not {self.partition!r}")
         for name in ("min_bytes", "max_bytes", "queue_capacity"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ConfigError(f"{name} must be a positive integer, not {value!r}")
+            check_positive_int(name, getattr(self, name))
         if self.min_bytes > self.max_bytes:
             raise ConfigError(
                 f"min_bytes ({self.min_bytes}) is larger than max_bytes ({self.max_bytes})"
             )
         for name in ("max_wait", "commit_interval", "read_lag_interval", "close_timeout"):
-            _seconds(name, getattr(self, name), allow_zero=True)
+            check_seconds(name, getattr(self, name), allow_zero=True)
         for name in ("heartbeat_interval", "session_timeout", "rebalance_timeout"):
-            _seconds(name, getattr(self, name), allow_zero=False)
+            check_seconds(name, getattr(self, name), allow_zero=False)
         if self.heartbeat_interval >= self.session_timeout:
             raise ConfigError(
                 f"heartbeat_interval ({self.heartbeat_interval}) must be shorter than "
@@ -237,31 +234,12 @@ class ReaderConfig:
             value = getattr(self, name)
             if value is not None and not callable(value):
                 raise ConfigError(f"{name} must be callable, not {value!r}")
-        if self.client_id is not None and (
-            not isinstance(self.client_id, str) or not self.client_id
-        ):
-            raise ConfigError(
-                f"client_id must be a non-empty string or None, not {self.client_id!r}"
-            )
-        if self.dialer is not None and not isinstance(self.dialer, Dialer):
-            raise ConfigError(f"dialer must be an aiomq.Dialer, not {type(self.dialer).__name__}")
+        check_connection(self.client_id, self.dialer)
 
     @property
     def topics(self) -> tuple[str, ...]:
         """Every topic this configuration reads."""
         return tuple(self.group_topics) if self.group_topics else (self.topic or "",)
-
-
-def _seconds(name: str, value: object, *, allow_zero: bool) -> None:
-    if (
-        not isinstance(value, int | float)
-        or isinstance(value, bool)
-        or not math.isfinite(value)
-        or value < 0
-        or (value == 0 and not allow_zero)
-    ):
-        bound = "zero or more" if allow_zero else "more than zero"
-        raise ConfigError(f"{name} must be a number of seconds, {bound}, not {value!r}")
 
 
 class _Listener(ConsumerRebalanceListener):

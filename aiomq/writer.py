@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import enum
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -20,6 +19,13 @@ from typing import Any, Final, Self
 from aiokafka.client import AIOKafkaClient
 from aiokafka.record.default_records import DefaultRecordBatchBuilder
 
+from aiomq._internal.config import (
+    check_brokers,
+    check_connection,
+    check_positive_int,
+    check_seconds,
+    resolve_client_id,
+)
 from aiomq._internal.errmap import map_errors
 from aiomq._internal.log import get_logger
 from aiomq._internal.metadata import topic_partitions
@@ -203,36 +209,29 @@ class WriterConfig:
     @property
     def effective_client_id(self) -> str:
         """The client id actually sent: this one, else the dialer's, else "aiomq"."""
-        if self.client_id is not None:
-            return self.client_id
-        if self.dialer is not None and self.dialer.client_id is not None:
-            return self.dialer.client_id
-        return "aiomq"
+        return resolve_client_id(self.client_id, self.dialer)
 
     logger: Any = None
     """A structlog logger to log through instead of `structlog.get_logger("aiomq")`.
     Default: None."""
 
     def __post_init__(self) -> None:
-        if isinstance(self.brokers, str) or not self.brokers:
-            raise ConfigError(
-                f"brokers must be a non-empty list of 'host:port' strings, not {self.brokers!r}"
-            )
+        check_brokers(self.brokers)
         if self.topic is not None and (not isinstance(self.topic, str) or not self.topic):
             raise ConfigError(f"topic must be a non-empty string or None, not {self.topic!r}")
         try:
             as_balancer(self.balancer)
         except TypeError as exc:
             raise ConfigError(f"balancer: {exc}") from None
-        _positive_int("max_attempts", self.max_attempts)
-        _positive_int("batch_size", self.batch_size)
-        _positive_int("batch_bytes", self.batch_bytes)
-        _positive_int("queue_capacity", self.queue_capacity)
-        _seconds("write_backoff_min", self.write_backoff_min, allow_zero=True)
-        _seconds("write_backoff_max", self.write_backoff_max, allow_zero=True)
-        _seconds("batch_timeout", self.batch_timeout, allow_zero=True)
-        _seconds("write_timeout", self.write_timeout, allow_zero=False)
-        _seconds("close_timeout", self.close_timeout, allow_zero=True)
+        check_positive_int("max_attempts", self.max_attempts)
+        check_positive_int("batch_size", self.batch_size)
+        check_positive_int("batch_bytes", self.batch_bytes)
+        check_positive_int("queue_capacity", self.queue_capacity)
+        check_seconds("write_backoff_min", self.write_backoff_min, allow_zero=True)
+        check_seconds("write_backoff_max", self.write_backoff_max, allow_zero=True)
+        check_seconds("batch_timeout", self.batch_timeout, allow_zero=True)
+        check_seconds("write_timeout", self.write_timeout, allow_zero=False)
+        check_seconds("close_timeout", self.close_timeout, allow_zero=True)
         if self.write_backoff_min > self.write_backoff_max:
             raise ConfigError(
                 f"write_backoff_min ({self.write_backoff_min}) is larger than "
@@ -256,31 +255,7 @@ class WriterConfig:
             raise ConfigError("idempotent writes need required_acks=RequiredAcks.ALL")
         if self.completion is not None and not callable(self.completion):
             raise ConfigError(f"completion must be callable, not {self.completion!r}")
-        if self.client_id is not None and (
-            not isinstance(self.client_id, str) or not self.client_id
-        ):
-            raise ConfigError(
-                f"client_id must be a non-empty string or None, not {self.client_id!r}"
-            )
-        if self.dialer is not None and not isinstance(self.dialer, Dialer):
-            raise ConfigError(f"dialer must be an aiomq.Dialer, not {type(self.dialer).__name__}")
-
-
-def _positive_int(name: str, value: object) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ConfigError(f"{name} must be a positive integer, not {value!r}")
-
-
-def _seconds(name: str, value: object, *, allow_zero: bool) -> None:
-    if (
-        not isinstance(value, int | float)
-        or isinstance(value, bool)
-        or not math.isfinite(value)
-        or value < 0
-        or (value == 0 and not allow_zero)
-    ):
-        bound = "zero or more" if allow_zero else "more than zero"
-        raise ConfigError(f"{name} must be a number of seconds, {bound}, not {value!r}")
+        check_connection(self.client_id, self.dialer)
 
 
 class Writer:

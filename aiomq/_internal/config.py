@@ -1,0 +1,68 @@
+"""Validation shared by the configuration objects of Writer, Reader and Client."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+from aiomq.dialer import Dialer
+from aiomq.errors import ConfigError
+
+__all__ = [
+    "check_brokers",
+    "check_connection",
+    "check_positive_int",
+    "check_seconds",
+    "resolve_client_id",
+]
+
+DEFAULT_CLIENT_ID = "aiomq"
+
+
+def check_brokers(brokers: object) -> None:
+    """Refuse anything but a non-empty sequence of `host:port` strings."""
+    if (
+        isinstance(brokers, str)
+        or not isinstance(brokers, Sequence)
+        or not brokers
+        or not all(isinstance(b, str) and b.strip() for b in brokers)
+    ):
+        raise ConfigError(
+            f"brokers must be a non-empty list of 'host:port' strings, not {brokers!r}"
+        )
+
+
+def check_positive_int(name: str, value: object) -> None:
+    """Refuse anything but an integer of 1 or more (booleans included)."""
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ConfigError(f"{name} must be a positive integer, not {value!r}")
+
+
+def check_seconds(name: str, value: object, *, allow_zero: bool) -> None:
+    """Refuse anything but a finite number of seconds, above zero unless `allow_zero`."""
+    if (
+        not isinstance(value, int | float)
+        or isinstance(value, bool)
+        or not math.isfinite(value)
+        or value < 0
+        or (value == 0 and not allow_zero)
+    ):
+        bound = "zero or more" if allow_zero else "more than zero"
+        raise ConfigError(f"{name} must be a number of seconds, {bound}, not {value!r}")
+
+
+def check_connection(client_id: object, dialer: object) -> None:
+    """Check the `client_id` and `dialer` fields every client configuration has."""
+    if client_id is not None and (not isinstance(client_id, str) or not client_id):
+        raise ConfigError(f"client_id must be a non-empty string or None, not {client_id!r}")
+    if dialer is not None and not isinstance(dialer, Dialer):
+        raise ConfigError(f"dialer must be an aiomq.Dialer, not {type(dialer).__name__}")
+
+
+def resolve_client_id(client_id: str | None, dialer: Dialer | None) -> str:
+    """The client id actually sent: the client's own, else the dialer's, else "aiomq"."""
+    if client_id is not None:
+        return client_id
+    if dialer is not None and dialer.client_id is not None:
+        return dialer.client_id
+    return DEFAULT_CLIENT_ID
