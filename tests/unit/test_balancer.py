@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,20 +22,7 @@ from aiomq.balancer import (
     as_balancer,
 )
 from aiomq.message import Message
-
-
-def load_vectors() -> dict[str, Any]:
-    """Return shared/vectors/balancers.json, which sits next to the repository."""
-    path = Path(__file__).resolve().parents[3] / "shared" / "vectors" / "balancers.json"
-    if not path.is_file():
-        pytest.fail(
-            f"reference vectors not found at {path}: the shared/ folder must sit next to "
-            "the repository checkout",
-            pytrace=False,
-        )
-    vectors: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
-    return vectors
-
+from tests.support.vectors import load_vectors
 
 VECTORS = load_vectors()
 HASHERS: dict[str | None, Callable[[bytes], int] | None] = {None: None, "crc32_ieee": crc32_ieee}

@@ -3,29 +3,13 @@
 from __future__ import annotations
 
 import binascii
-import json
-from pathlib import Path
-from typing import Any
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from aiomq._internal.hashing import crc32_ieee, fnv1a_32, murmur2
-
-
-def load_vectors() -> dict[str, Any]:
-    """Return shared/vectors/balancers.json, which sits next to the repository."""
-    path = Path(__file__).resolve().parents[3] / "shared" / "vectors" / "balancers.json"
-    if not path.is_file():
-        pytest.fail(
-            f"reference vectors not found at {path}: the shared/ folder must sit next to "
-            "the repository checkout",
-            pytrace=False,
-        )
-    vectors: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
-    return vectors
-
+from tests.support.vectors import load_vectors
 
 VECTORS = load_vectors()
 
