@@ -159,8 +159,9 @@ class ReaderConfig:
     Only used when group_id is set."""
 
     on_revoked: RebalanceCallback | None = None
-    """Called before owned partitions are given up, after their pending commits were
-    flushed. May be async. Default: None. Only used when group_id is set."""
+    """Called before owned partitions are given up, in a rebalance or on close, after their
+    pending commits were flushed. May be async. Default: None. Only used when group_id is
+    set."""
 
     close_timeout: float = 10.0
     """Seconds `aclose()` may spend flushing commits and leaving the group. Default: 10.0."""
@@ -221,7 +222,10 @@ class ReaderConfig:
                 f"heartbeat_interval ({self.heartbeat_interval}) must be shorter than "
                 f"session_timeout ({self.session_timeout})"
             )
-        if self.start_offset not in (FIRST_OFFSET, LAST_OFFSET):
+        if self.start_offset.__class__ is not int or self.start_offset not in (
+            FIRST_OFFSET,
+            LAST_OFFSET,
+        ):
             raise ConfigError(
                 f"start_offset must be FIRST_OFFSET or LAST_OFFSET, not {self.start_offset!r}; "
                 "use set_offset() to start a single-partition reader at a given offset"
@@ -432,6 +436,13 @@ class Reader:
                             (tp.topic, tp.partition): o for tp, o in self._stash.snapshot().items()
                         },
                     )
+            if self._group and self._assigned:
+                # Closing gives the partitions up too: say so, as a rebalance would.
+                try:
+                    async with asyncio.timeout_at(max(deadline, asyncio.get_running_loop().time())):
+                        await _call(self.config.on_revoked, set(self._assigned), self._log)
+                except TimeoutError:
+                    self._log.warning("rebalance_callback_timed_out")
         finally:
             if consumer is not None:
                 loop = asyncio.get_running_loop()

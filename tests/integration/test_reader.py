@@ -1237,3 +1237,22 @@ async def test_set_offset_last_right_after_opening_never_starts_at_the_oldest_me
         for r in readers:
             await r.aclose()
     assert [(m.partition, m.offset, m.value) for m in first] == [(p, 2, b"new") for p in range(3)]
+
+
+async def test_closing_a_group_reader_reports_its_partitions_as_revoked_after_flushing(
+    bootstrap_servers: str, topic: str
+) -> None:
+    await create_topic(bootstrap_servers, topic, 2)
+    await write(bootstrap_servers, topic, values("v", 3, partition=0))
+    group_id = f"g-{topic}"
+    revoked = Calls()
+    reader = group_reader(
+        bootstrap_servers, topic, group_id, commit_interval=60, on_revoked=revoked
+    )
+    async with reader:
+        read = await fetch_n(reader, 3)
+        await reader.commit_messages(*read)
+        assert revoked.calls == []
+    assert revoked.calls == [{(topic, 0), (topic, 1)}]
+    committed = await committed_offsets(bootstrap_servers, group_id, [TopicPartition(topic, 0)])
+    assert committed == {TopicPartition(topic, 0): 3}

@@ -289,3 +289,8 @@ def test_discard_committed_keeps_offsets_that_moved_on_during_the_flush() -> Non
     stash.add({TP0: 9})
     stash.discard_committed(flushed)
     assert stash.snapshot() == {TP0: 9}
+
+
+def test_a_start_offset_that_is_not_an_integer_is_refused() -> None:
+    with pytest.raises(ConfigError, match="start_offset"):
+        ReaderConfig(brokers=["b:9092"], topic="t", start_offset=-1.0)  # type: ignore[arg-type]
