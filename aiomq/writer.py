@@ -529,9 +529,10 @@ class Writer:
                     detail=f"the topic has partitions {list(cached)}",
                 )
             item: Queued = (message, call, index, size, now)
-            group = groups.get((topic, partition))
+            where = (topic, partition)
+            group = groups.get(where)
             if group is None:
-                groups[(topic, partition)] = [item]
+                groups[where] = [item]
             else:
                 group.append(item)
         return groups

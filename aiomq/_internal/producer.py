@@ -14,6 +14,7 @@ Every accepted message is settled exactly once: written (with its offset) or fai
 from __future__ import annotations
 
 import asyncio
+import operator
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
@@ -64,6 +65,7 @@ Queued = tuple[Message, WriteCall | None, int, int, float]
 """A queued message: (message, call or None, index in the call, record size, time queued)."""
 
 _new_message = tuple.__new__
+_record_size = operator.itemgetter(3)
 # Shared by every message without headers; the batch builder only reads it.
 _NO_HEADERS: Final[list[tuple[str, bytes]]] = []
 
@@ -223,7 +225,7 @@ class Producer:
         if state is None:
             state = self._partitions[key] = _Partition(topic, partition)
         state.queue.extend(items)
-        state.queued_bytes += sum(item[3] for item in items)
+        state.queued_bytes += sum(map(_record_size, items))
         count = len(items)
         self.counters.queued += count
         if call is not None:
@@ -459,19 +461,22 @@ class Producer:
             # Async mode without a completion callback: nobody asks for the results.
             records = []
         offset = base_offset - 1
+        known_offsets = base_offset >= 0
+        own_times = append_time_ms < 0
         for message, call, index, _size, _queued in records:
             offset += 1
+            when = message[7]
             written = _new_message(
                 Message,
                 (
                     topic,
                     partition,
-                    offset if base_offset >= 0 else -1,
+                    offset if known_offsets else -1,
                     -1,
                     message[4],
                     message[5],
                     message[6],
-                    message[7] if append_time_ms < 0 and message[7] is not None else batch_time,
+                    when if own_times and when is not None else batch_time,
                     message[8],
                 ),
             )
