@@ -11,56 +11,36 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import re
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import MappingProxyType, TracebackType
-from typing import Any, Final, Self
+from typing import Any, Self
 
-from aiokafka import errors as ak
 from aiokafka.client import AIOKafkaClient
-from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment
-from aiokafka.protocol.admin import (
-    CreatePartitionsRequest,
-    DeleteGroupsRequest,
-    DeleteTopicsRequest,
-    DescribeConfigsRequest,
-    DescribeGroupsRequest,
-)
-from aiokafka.protocol.commit import OffsetCommitRequest
 
-from aiomq._internal.admin_protocol import (
-    GROUP_ACTIVE_CODES,
-    RESOURCE_TOPIC,
-    AdminCall,
-    CreateTopicsRequest,
-    IncrementalAlterConfigsRequest,
-    ListGroupsWithStateRequest,
-    listed_groups,
-    partitions_of,
+from aiomq._internal import admin_groups as groups
+from aiomq._internal import admin_ops as ops
+from aiomq._internal.admin_ops import (
+    check_group_id,
+    check_offset_spec,
+    check_topic_name,
+    is_int,
+    unique_topics,
 )
-from aiomq._internal.backoff import backoff_delay
 from aiomq._internal.config import (
     check_brokers,
     check_connection,
     check_seconds,
     resolve_client_id,
 )
-from aiomq._internal.errmap import broker_error, translate
+from aiomq._internal.errmap import translate
 from aiomq._internal.log import get_logger
-from aiomq._internal.security import connection_options, open_client
+from aiomq._internal.security import open_client
 from aiomq._internal.shield import finish_shielded
 from aiomq.dialer import Dialer
-from aiomq.errors import (
-    ClosedError,
-    ConfigError,
-    Error,
-    GroupNotEmptyError,
-    RequestTimeoutError,
-)
-from aiomq.reader import FIRST_OFFSET, LAST_OFFSET
+from aiomq.errors import ClosedError, ConfigError
+from aiomq.reader import LAST_OFFSET
 
 __all__ = [
     "BrokerInfo",
@@ -76,10 +56,6 @@ __all__ = [
     "TopicSpec",
 ]
 
-_TOPIC_NAME: Final = re.compile(r"[a-zA-Z0-9._-]+")
-_TOPIC_NAME_MAX: Final = 249
-_TOPIC_ALREADY_EXISTS: Final = 36
-_INACTIVE_STATES: Final = frozenset({"Empty", "Dead"})
 
 OffsetSpec = int | datetime
 """Where to look in a partition: FIRST_OFFSET, LAST_OFFSET, or a timezone-aware time."""
@@ -111,12 +87,12 @@ class TopicSpec:
     take the broker's defaults. Default: {} (none)."""
 
     def __post_init__(self) -> None:
-        _check_topic_name(self.name)
-        if not _is_int(self.partitions) or self.partitions < 1:
+        check_topic_name(self.name)
+        if not is_int(self.partitions) or self.partitions < 1:
             raise ConfigError(
                 f"topic {self.name!r}: partitions must be 1 or more, not {self.partitions!r}"
             )
-        if not _is_int(self.replication_factor) or (
+        if not is_int(self.replication_factor) or (
             self.replication_factor < 1 and self.replication_factor != -1
         ):
             raise ConfigError(
@@ -313,46 +289,6 @@ class ClientConfig:
         check_connection(self.client_id, self.dialer)
 
 
-def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _check_topic_name(name: object) -> None:
-    if not isinstance(name, str) or not name:
-        raise ConfigError(f"a topic name must be a non-empty string, not {name!r}")
-    if name in (".", "..") or len(name) > _TOPIC_NAME_MAX or not _TOPIC_NAME.fullmatch(name):
-        raise ConfigError(
-            f"{name!r} is not a valid topic name: use 1 to {_TOPIC_NAME_MAX} of the "
-            "characters a-z, A-Z, 0-9, '.', '_' and '-' (and not '.' or '..')"
-        )
-
-
-def _check_group_id(group_id: object) -> None:
-    if not isinstance(group_id, str) or not group_id:
-        raise ConfigError(f"a group id must be a non-empty string, not {group_id!r}")
-
-
-def _check_offset_spec(name: str, at: object, *, allow_offset: bool) -> None:
-    if isinstance(at, datetime):
-        if at.tzinfo is None:
-            raise ConfigError(
-                f"{name} needs a timezone-aware datetime (for example datetime.now(UTC))"
-            )
-        return
-    if (
-        isinstance(at, int)
-        and not isinstance(at, bool)
-        and (at in (FIRST_OFFSET, LAST_OFFSET) or (allow_offset and at >= 0))
-    ):
-        return
-    offsets = (
-        "FIRST_OFFSET, LAST_OFFSET, an offset (0 or more)"
-        if allow_offset
-        else ("FIRST_OFFSET, LAST_OFFSET")
-    )
-    raise ConfigError(f"{name} must be {offsets} or a timezone-aware datetime, not {at!r}")
-
-
 # -- the client ----------------------------------------------------------------------------
 
 
@@ -395,14 +331,7 @@ class Client:
             raise ClosedError(f"a Client is opened once; this one is {self._state}")
         self._state = "opening"
         config = self.config
-        client = AIOKafkaClient(
-            bootstrap_servers=list(config.brokers),
-            client_id=config.effective_client_id,
-            **connection_options(config.dialer),
-            # aiokafka's own per-request limit sits just past the call's, so the call's
-            # deadline is the one that fires, with a message naming the call.
-            request_timeout_ms=int(config.timeout * 1000) + 1000,
-        )
+        client = ops.new_client(config)
         try:
             try:
                 await open_client(client.bootstrap, config.brokers, config.dialer)
@@ -448,39 +377,6 @@ class Client:
         finally:
             self._state = "closed"
 
-    @contextlib.asynccontextmanager
-    async def _call(self, operation: str, about: str = "") -> AsyncIterator[AdminCall]:
-        """Run one public call: refuse a closed client, bound the time, map errors."""
-        client = self._client
-        if self._state != "open" or client is None:
-            raise ClosedError(f"{operation} on a Client that is {self._state}")
-        what = f"{operation}{about}"
-        call = AdminCall(client, what)
-        limit = self.config.timeout
-        try:
-            async with asyncio.timeout(limit):
-                yield call
-        except RequestTimeoutError:
-            raise
-        except (TimeoutError, ak.KafkaTimeoutError, ak.RequestTimedOutError) as exc:
-            last = f"; last error: {call.last_error}" if call.last_error is not None else ""
-            raise RequestTimeoutError(
-                f"{what} did not finish within the client's timeout ({limit:g} s){last}"
-            ) from exc
-        except Error:
-            raise
-        except (ak.NodeNotReadyError, ak.KafkaConnectionError) as exc:
-            if self._state != "open":
-                raise ClosedError(f"{what} failed: the Client was closed meanwhile") from exc
-            mapped = translate(exc, brokers=self.config.brokers)
-            assert mapped is not None
-            raise mapped from exc
-        except Exception as exc:
-            mapped = translate(exc, brokers=self.config.brokers)
-            if mapped is None:
-                raise
-            raise mapped from exc
-
     # -- topics ---------------------------------------------------------------------------
 
     async def create_topics(self, *topics: TopicSpec, if_not_exists: bool = False) -> list[str]:
@@ -510,56 +406,7 @@ class Client:
             specs[spec.name] = spec
         if not specs:
             return []
-        created: list[str] = []
-        # Topics a retriable error held back: a broker that timed out may have created
-        # them anyway, so TOPIC_ALREADY_EXISTS on a later attempt counts as created.
-        retried: set[str] = set()
-        async with self._call("create_topics", _about_topics(specs)) as call:
-            pending = dict(specs)
-            attempt = 0
-            while pending:
-                attempt += 1
-                request = CreateTopicsRequest(
-                    [
-                        (s.name, s.partitions, s.replication_factor, [], list(s.configs.items()))
-                        for s in pending.values()
-                    ],
-                    int(self.config.timeout * 1000),
-                )
-                response = await call.send_to_controller(request)
-                for entry in response.topic_errors:
-                    name, code = entry[0], entry[1]
-                    message = entry[2] if len(entry) > 2 else None
-                    if name not in pending:
-                        continue
-                    if code == 0 or (code == _TOPIC_ALREADY_EXISTS and name in retried):
-                        created.append(name)
-                    elif code == _TOPIC_ALREADY_EXISTS and if_not_exists:
-                        pass
-                    else:
-                        error = broker_error(code, topic=name, detail=message or None)
-                        if not error.retriable:
-                            if created:
-                                self._log.info("topics_created", topics=created)
-                            raise error
-                        call.last_error = error
-                        retried.add(name)
-                        continue
-                    del pending[name]
-                if pending:
-                    await asyncio.sleep(backoff_delay(attempt, 0.05, 1.0))
-            # Creation is asynchronous in Kafka: wait until every partition has a leader,
-            # so the topics can be written to as soon as this returns.
-            await call.wait_for_metadata(
-                created,
-                lambda name, entry: (
-                    len(partitions_of(entry)) >= specs[name].partitions
-                    and all(p[2] >= 0 for p in partitions_of(entry))
-                ),
-            )
-        if created:
-            self._log.info("topics_created", topics=created)
-        return [name for name in specs if name in created]
+        return await ops.create_topics(self, specs, if_not_exists=if_not_exists)
 
     async def delete_topics(self, *names: str) -> None:
         """Delete topics, and wait until the cluster's metadata no longer shows them.
@@ -569,24 +416,9 @@ class Client:
                 are deleted).
             BrokerError: The broker refused to delete a topic.
         """
-        unique = _unique_topics(names)
-        if not unique:
-            return
-        async with self._call("delete_topics", _about_topics(unique)) as call:
-            request = DeleteTopicsRequest(unique, int(self.config.timeout * 1000))
-            response = await call.send_to_controller(request)
-            failures = [
-                broker_error(code, topic=name)
-                for name, code, *_ in response.topic_error_codes
-                if code
-            ]
-            failed = {f.topic for f in failures}
-            deleted = [n for n in unique if n not in failed]
-            await call.wait_until_gone(deleted)
-        if deleted:
-            self._log.info("topics_deleted", topics=deleted)
-        if failures:
-            raise failures[0]
+        unique = unique_topics(names)
+        if unique:
+            await ops.delete_topics(self, unique)
 
     async def list_topics(self, *, include_internal: bool = False) -> list[str]:
         """Return the names of every topic, sorted.
@@ -595,10 +427,7 @@ class Client:
             include_internal: Also list Kafka's own topics, such as `__consumer_offsets`.
                 Default: False.
         """
-        async with self._call("list_topics") as call:
-            response = await call.metadata(None)
-        infos = [_topic_info(t) for t in response.topics if t[0] == 0]
-        return sorted(i.name for i in infos if include_internal or not i.internal)
+        return await ops.list_topics(self, include_internal=include_internal)
 
     async def describe_topics(self, *names: str) -> list[TopicInfo]:
         """Describe topics: partitions, leaders and replicas.
@@ -612,14 +441,7 @@ class Client:
         Raises:
             UnknownTopicOrPartitionError: A topic does not exist; the message names it.
         """
-        unique = _unique_topics(names)
-        async with self._call("describe_topics", _about_topics(unique)) as call:
-            if unique:
-                found = await call.describe(unique)
-                return [_topic_info(found[n]) for n in unique]
-            response = await call.metadata(None)
-        infos = [_topic_info(t) for t in response.topics if t[0] == 0]
-        return sorted((i for i in infos if not i.internal), key=lambda i: i.name)
+        return await ops.describe_topics(self, unique_topics(names))
 
     async def create_partitions(self, topic: str, *, total: int) -> None:
         """Grow a topic to `total` partitions, and wait until the metadata shows them.
@@ -633,21 +455,10 @@ class Client:
             BrokerError: The broker refused (INVALID_PARTITIONS when `total` is not more
                 than the current count), or lacks the CreatePartitions API (code 35).
         """
-        _check_topic_name(topic)
-        if not _is_int(total) or total < 1:
+        check_topic_name(topic)
+        if not is_int(total) or total < 1:
             raise ConfigError(f"total must be 1 or more, not {total!r}")
-        async with self._call("create_partitions", f" for topic {topic!r}") as call:
-            # A null assignment lets the controller place the new partitions.
-            growth: list[Any] = [(topic, (total, None))]
-            request = CreatePartitionsRequest(growth, int(self.config.timeout * 1000), False)
-            response = await call.send_to_controller(request)
-            for name, code, message in response.topic_errors:
-                if code:
-                    raise broker_error(code, topic=name, detail=message or None)
-            await call.wait_for_metadata(
-                [topic], lambda _, entry: len(partitions_of(entry)) >= total
-            )
-        self._log.info("partitions_created", topic=topic, total=total)
+        await ops.create_partitions(self, topic, total)
 
     # -- configs --------------------------------------------------------------------------
 
@@ -660,22 +471,8 @@ class Client:
         Raises:
             UnknownTopicOrPartitionError: The topic does not exist.
         """
-        _check_topic_name(topic)
-        async with self._call("describe_configs", f" for topic {topic!r}") as call:
-            # Not every broker refuses a missing topic here; the metadata always does.
-            await call.describe([topic])
-            request = DescribeConfigsRequest([(RESOURCE_TOPIC, topic, None)], False)
-            response = await call.send_any(request)
-        configs: dict[str, str] = {}
-        for resource in response.resources:
-            code, message = resource[0], resource[1]
-            if code:
-                raise broker_error(code, topic=topic, detail=message or None)
-            for entry in resource[4]:
-                name, value = entry[0], entry[1]
-                if value is not None:
-                    configs[name] = value
-        return configs
+        check_topic_name(topic)
+        return await ops.describe_configs(self, topic)
 
     async def alter_configs(self, topic: str, configs: Mapping[str, str | None]) -> None:
         """Set configs of a topic, leaving the others as they are.
@@ -691,7 +488,7 @@ class Client:
                 the IncrementalAlterConfigs API (code 35; Kafka 2.3 or later has it).
             ConfigError: `configs` does not map names to strings or None.
         """
-        _check_topic_name(topic)
+        check_topic_name(topic)
         if not isinstance(configs, Mapping) or not all(
             isinstance(k, str) and k and (v is None or isinstance(v, str))
             for k, v in configs.items()
@@ -699,32 +496,13 @@ class Client:
             raise ConfigError(f"configs must map config names to strings or None, not {configs!r}")
         if not configs:
             return
-        async with self._call("alter_configs", f" for topic {topic!r}") as call:
-            await call.describe([topic])
-            response = await call.send_any(IncrementalAlterConfigsRequest(topic, configs))
-        for code, message, *_ in response.responses:
-            if code:
-                raise broker_error(code, topic=topic, detail=message or None)
-        self._log.info("configs_altered", topic=topic, configs=sorted(configs))
+        await ops.alter_configs(self, topic, configs)
 
     # -- cluster and offsets --------------------------------------------------------------
 
     async def describe_cluster(self) -> ClusterInfo:
         """Return the cluster id, the controller and the live brokers."""
-        async with self._call("describe_cluster") as call:
-            response = await call.metadata([])
-        brokers = sorted(
-            (
-                BrokerInfo(node_id=b[0], host=b[1], port=b[2], rack=b[3] if len(b) > 3 else None)
-                for b in response.brokers
-            ),
-            key=lambda b: b.node_id,
-        )
-        return ClusterInfo(
-            cluster_id=getattr(response, "cluster_id", None),
-            controller_id=getattr(response, "controller_id", -1),
-            brokers=tuple(brokers),
-        )
+        return await ops.describe_cluster(self)
 
     async def list_offsets(self, topic: str, *, at: OffsetSpec = LAST_OFFSET) -> dict[int, int]:
         """Look up an offset in every partition of a topic.
@@ -743,30 +521,15 @@ class Client:
             UnknownTopicOrPartitionError: The topic does not exist.
             ConfigError: `at` is not one of the above.
         """
-        _check_topic_name(topic)
-        _check_offset_spec("at", at, allow_offset=False)
-        async with self._call("list_offsets", f" for topic {topic!r}") as call:
-            return await call.list_offsets(topic, at)
+        check_topic_name(topic)
+        check_offset_spec("at", at, allow_offset=False)
+        return await ops.list_offsets(self, topic, at)
 
     # -- consumer groups ------------------------------------------------------------------
 
     async def list_groups(self) -> list[GroupListing]:
         """Return every consumer group the brokers coordinate, sorted by group id."""
-        async with self._call("list_groups") as call:
-            response = await call.metadata([])
-            nodes = sorted({b[0] for b in response.brokers})
-            answers = await asyncio.gather(
-                *(call.send(node, ListGroupsWithStateRequest()) for node in nodes)
-            )
-        groups: dict[str, GroupListing] = {}
-        for answer in answers:
-            if answer.error_code:
-                raise broker_error(answer.error_code, detail="listing the consumer groups")
-            for group_id, protocol_type, state in listed_groups(answer):
-                groups[group_id] = GroupListing(
-                    group_id=group_id, protocol_type=protocol_type, state=state
-                )
-        return [groups[g] for g in sorted(groups)]
+        return await groups.list_groups(self)
 
     async def describe_group(self, group_id: str) -> GroupInfo:
         """Describe a consumer group: its state and its members with their partitions.
@@ -774,9 +537,8 @@ class Client:
         A group the coordinator does not know is described with state "Dead" and no
         members (some brokers say "Empty").
         """
-        _check_group_id(group_id)
-        async with self._call("describe_group", f" for group {group_id!r}") as call:
-            return await _describe_group(call, group_id)
+        check_group_id(group_id)
+        return await groups.describe_group(self, group_id)
 
     async def group_offsets(
         self, group_id: str, *, topics: Sequence[str] | None = None
@@ -795,35 +557,11 @@ class Client:
         Raises:
             UnknownTopicOrPartitionError: A topic named in `topics` does not exist.
         """
-        _check_group_id(group_id)
+        check_group_id(group_id)
         if isinstance(topics, str):
             raise ConfigError("topics must be a list of topic names, not a string")
-        names = None if topics is None else _unique_topics(topics)
-        async with self._call("group_offsets", f" for group {group_id!r}") as call:
-            if names is None:
-                # Ask about every partition of the cluster, not with a null topic list:
-                # not every broker answers that form (Tansu drops the connection).
-                response = await call.metadata(None)
-                partitions = {
-                    t[1]: [p[1] for p in partitions_of(t)] for t in response.topics if t[0] == 0
-                }
-            else:
-                described = await call.describe(names)
-                partitions = {n: [p[1] for p in partitions_of(described[n])] for n in names}
-            committed = await call.committed(group_id, partitions)
-            if names is None:
-                committed = {tp: off for tp, off in committed.items() if off >= 0}
-            ends: dict[str, dict[int, int]] = {}
-            for topic in sorted({t for t, _ in committed}):
-                ends[topic] = await call.list_offsets(topic, LAST_OFFSET)
-        result = []
-        for (topic, partition), offset in sorted(committed.items()):
-            end = ends[topic].get(partition, -1)
-            lag = max(0, end - offset) if offset >= 0 and end >= 0 else -1
-            result.append(
-                GroupOffset(topic=topic, partition=partition, committed=offset, end=end, lag=lag)
-            )
-        return result
+        names = None if topics is None else unique_topics(topics)
+        return await groups.group_offsets(self, group_id, names)
 
     async def reset_group_offsets(
         self, group_id: str, topic: str, *, to: OffsetSpec
@@ -848,46 +586,10 @@ class Client:
             UnknownTopicOrPartitionError: The topic does not exist.
             ConfigError: `to` is not one of the above.
         """
-        _check_group_id(group_id)
-        _check_topic_name(topic)
-        _check_offset_spec("to", to, allow_offset=True)
-        about = f" for group {group_id!r} and topic {topic!r}"
-        async with self._call("reset_group_offsets", about) as call:
-            group = await _describe_group(call, group_id)
-            if group.state not in _INACTIVE_STATES:
-                raise _group_active(group_id, group.state, len(group.members))
-            if isinstance(to, int) and to >= 0:
-                first = await call.list_offsets(topic, FIRST_OFFSET)
-                last = await call.list_offsets(topic, LAST_OFFSET)
-                offsets = {p: min(max(to, first[p]), last.get(p, to)) for p in first}
-            else:
-                offsets = await call.list_offsets(topic, to)
-            request = OffsetCommitRequest(
-                group_id,
-                OffsetCommitRequest.DEFAULT_GENERATION_ID,
-                "",
-                OffsetCommitRequest.DEFAULT_RETENTION_TIME,
-                [(topic, [(p, o, "") for p, o in sorted(offsets.items())])],
-            )
-            response = await call.to_coordinator(
-                group_id, request, lambda r: (c for _, ps in r.topics for _, c in ps)
-            )
-        for name, partitions in response.topics:
-            for partition, code in partitions:
-                if code in GROUP_ACTIVE_CODES:
-                    raise _group_active(group_id, "active", None)
-                if code:
-                    raise broker_error(
-                        code, topic=name, partition=partition, detail=f"group {group_id!r}"
-                    )
-        result = {(topic, p): o for p, o in sorted(offsets.items())}
-        self._log.info(
-            "group_offsets_reset",
-            group_id=group_id,
-            topic=topic,
-            offsets=dict(sorted(offsets.items())),
-        )
-        return result
+        check_group_id(group_id)
+        check_topic_name(topic)
+        check_offset_spec("to", to, allow_offset=True)
+        return await groups.reset_group_offsets(self, group_id, topic, to)
 
     async def delete_groups(self, *group_ids: str) -> None:
         """Delete consumer groups and their committed offsets.
@@ -899,102 +601,6 @@ class Client:
         """
         unique = list(dict.fromkeys(group_ids))
         for group_id in unique:
-            _check_group_id(group_id)
-        if not unique:
-            return
-        async with self._call("delete_groups", f" for groups {unique!r}") as call:
-            for group_id in unique:
-                response = await call.to_coordinator(
-                    group_id,
-                    DeleteGroupsRequest([group_id]),
-                    lambda r: (e[1] for e in r.results),
-                )
-                for name, code in response.results:
-                    if code:
-                        raise broker_error(code, detail=f"group {name!r}")
-                self._log.info("group_deleted", group_id=group_id)
-
-
-async def _describe_group(call: AdminCall, group_id: str) -> GroupInfo:
-    response = await call.to_coordinator(
-        group_id, DescribeGroupsRequest([group_id]), lambda r: (g[0] for g in r.groups)
-    )
-    for entry in response.groups:
-        code, name, state, protocol_type, protocol, members = entry[:6]
-        if name != group_id:
-            continue
-        if code:
-            raise broker_error(code, detail=f"group {group_id!r}")
-        return GroupInfo(
-            group_id=name,
-            state=state,
-            protocol_type=protocol_type or "",
-            protocol=protocol or "",
-            members=tuple(
-                sorted((_member_info(m, protocol_type) for m in members), key=lambda m: m.member_id)
-            ),
-        )
-    return GroupInfo(group_id=group_id, state="Dead", protocol_type="", protocol="", members=())
-
-
-# -- helpers ---------------------------------------------------------------------------------
-
-
-def _unique_topics(names: Iterable[str]) -> list[str]:
-    unique = list(dict.fromkeys(names))
-    for name in unique:
-        _check_topic_name(name)
-    return unique
-
-
-def _about_topics(names: Iterable[str]) -> str:
-    listed = list(names)
-    if len(listed) == 1:
-        return f" for topic {listed[0]!r}"
-    return f" for topics {listed!r}"
-
-
-def _topic_info(entry: Any) -> TopicInfo:
-    # Metadata v0 has no is_internal field.
-    internal = bool(entry[2]) if len(entry) > 3 else False
-    partitions = partitions_of(entry)
-    return TopicInfo(
-        name=entry[1],
-        internal=internal,
-        partitions=tuple(
-            sorted(
-                (
-                    PartitionInfo(
-                        partition=p[1], leader=p[2], replicas=tuple(p[3]), isr=tuple(p[4])
-                    )
-                    for p in partitions
-                ),
-                key=lambda p: p.partition,
-            )
-        ),
-    )
-
-
-def _member_info(entry: Any, protocol_type: str | None) -> MemberInfo:
-    member_id, client_id, host = entry[0], entry[1], entry[2]
-    raw = entry[4]
-    assignment: tuple[tuple[str, int], ...] = ()
-    if protocol_type == "consumer" and raw:
-        try:
-            decoded = ConsumerProtocolMemberAssignment.decode(raw)
-            assignment = tuple(sorted((tp.topic, tp.partition) for tp in decoded.partitions()))
-        except (ValueError, TypeError):
-            assignment = ()  # not the consumer protocol's layout after all
-    return MemberInfo(
-        member_id=member_id, client_id=client_id or "", host=host or "", assignment=assignment
-    )
-
-
-def _group_active(group_id: str, state: str, members: int | None) -> GroupNotEmptyError:
-    count = "" if members is None else f" with {members} member{'s' if members != 1 else ''}"
-    return GroupNotEmptyError(
-        f"group {group_id!r} is {state}{count}: stop its consumers (and wait for it to become "
-        "Empty) before resetting its offsets",
-        group_id=group_id,
-        state=state,
-    )
+            check_group_id(group_id)
+        if unique:
+            await groups.delete_groups(self, unique)

@@ -30,6 +30,7 @@ from aiokafka.structs import TopicPartition as _TP
 
 from aiomq._internal.commits import next_offsets
 from aiomq._internal.errmap import map_errors
+from aiomq._internal.fetch import to_messages
 from aiomq.message import Message
 
 if TYPE_CHECKING:
@@ -55,7 +56,7 @@ class GroupSession:
         generation ends, and on close. Marks for partitions not claimed are ignored.
         """
         if (message.topic, message.partition) in self.claims:
-            self._reader._stash_owned(next_offsets((message,)))
+            self._reader._commits.stash_owned(next_offsets((message,)))
 
     async def commit(self) -> None:
         """Commit every mark now, instead of waiting for the next flush.
@@ -63,7 +64,7 @@ class GroupSession:
         Raises:
             CommitError: The commit failed; the marks stay stashed.
         """
-        await self._reader._flush(set(self.claims))
+        await self._reader._commits.flush(set(self.claims))
 
 
 class Claim:
@@ -117,7 +118,7 @@ class Claim:
                 if not records:
                     continue
                 key = (self.topic, self.partition)
-                for message in reader._to_messages(key, records, -1 if hw is None else hw):
+                for message in to_messages(reader, key, records, -1 if hw is None else hw):
                     yield message
                     if self._ended.is_set():
                         return

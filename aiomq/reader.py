@@ -10,20 +10,18 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import enum
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final, Self
 
 from aiokafka import AIOKafkaConsumer
-from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.structs import TopicPartition as _TP
 
-from aiomq._internal.commits import OffsetStash, next_offsets
+from aiomq._internal.commits import OffsetStash
 from aiomq._internal.config import (
     check_brokers,
     check_connection,
@@ -31,16 +29,24 @@ from aiomq._internal.config import (
     check_seconds,
     resolve_client_id,
 )
-from aiomq._internal.errmap import map_errors, translate
+from aiomq._internal.errmap import map_errors
+from aiomq._internal.fetch import RecordConverter, fill, new_consumer, stop_consumer
+from aiomq._internal.group_commits import GroupCommits, Listener
 from aiomq._internal.log import get_logger
+from aiomq._internal.positions import (
+    partition_lag,
+    read_position,
+    stats_snapshot,
+    update_lag_periodically,
+)
 from aiomq._internal.records import MessageFactory
 from aiomq._internal.records import install as install_record_hook
-from aiomq._internal.security import connection_options, open_client
+from aiomq._internal.security import open_client
 from aiomq._internal.shield import finish_shielded
 from aiomq.dialer import Dialer
-from aiomq.errors import ClosedError, CommitError, ConfigError, Error
+from aiomq.errors import ClosedError, CommitError, ConfigError
 from aiomq.message import Message, to_millis
-from aiomq.stats import PartitionStats, ReaderStats
+from aiomq.stats import ReaderStats
 
 if TYPE_CHECKING:
     from aiomq.group import GroupHandler
@@ -61,7 +67,6 @@ LAST_OFFSET: Final = -1
 """Start after the newest message: read only what is written from now on (`LastOffset`)."""
 
 _NEVER: Final = -1
-_new_message = tuple.__new__
 
 TopicPartition = tuple[str, int]
 """A `(topic, partition)` pair, as rebalance callbacks and `CommitError.offsets` give them."""
@@ -246,19 +251,6 @@ class ReaderConfig:
         return tuple(self.group_topics) if self.group_topics else (self.topic or "",)
 
 
-class _Listener(ConsumerRebalanceListener):
-    """Routes aiokafka's rebalance notifications to the reader."""
-
-    def __init__(self, reader: Reader) -> None:
-        self._reader = reader
-
-    async def on_partitions_revoked(self, revoked: Any) -> None:
-        await self._reader._partitions_revoked({(tp.topic, tp.partition) for tp in revoked})
-
-    async def on_partitions_assigned(self, assigned: Any) -> None:
-        await self._reader._partitions_assigned({(tp.topic, tp.partition) for tp in assigned})
-
-
 class Reader:
     """Reads messages from one partition, or from the partitions a consumer group assigns.
 
@@ -292,10 +284,9 @@ class Reader:
         self._consumer: AIOKafkaConsumer | None = None
         self._state = "new"
         self._buffer: deque[Message] = deque()
+        # Kept here, not in GroupCommits: the read path fills it as often as commits drain it.
         self._stash = OffsetStash()
-        # The highest offset this reader committed per partition under its assignment.
-        self._committed: dict[_TP, int] = {}
-        self._commit_lock = asyncio.Lock()
+        self._commits = GroupCommits(self)
         self._flusher: asyncio.Task[None] | None = None
         self._lag_task: asyncio.Task[None] | None = None
         self._assigned: set[TopicPartition] = set()
@@ -303,16 +294,15 @@ class Reader:
         self._fetched_next: dict[TopicPartition, int] = {}
         self._stashing = self._group and cfg.commit_interval > 0
         # None until the first read; True while read_message alone returns messages of a
-        # stashing group reader (see _end_position_commits), False after that.
+        # stashing group reader (see GroupCommits.end_position_commits), False after that.
         self._position_commits: bool | None = None
         self._factory: MessageFactory | None = None
         self._pending_seek: int | None = None if self._group else cfg.start_offset
         self._read_lag: int = _NEVER
         self._handler_hooks: list[Callable[[set[TopicPartition]], Awaitable[None]]] = []
         self._counts = {"messages": 0, "bytes": 0, "fetches": 0, "errors": 0, "commits": 0}
+        self._converter = RecordConverter(self._counts)
         self._rebalances = 0
-        self._last_ts = -1
-        self._last_dt = datetime.fromtimestamp(0, UTC)
         self._assigned_event = asyncio.Event()
         self._tp: TopicPartition | None = None
         if not self._group:
@@ -333,47 +323,30 @@ class Reader:
         # With the record hook in place, aiokafka builds our messages directly.
         factory = MessageFactory(self._high_water) if install_record_hook() else None
         self._factory = factory
-        consumer = AIOKafkaConsumer(
-            key_deserializer=factory,
-            bootstrap_servers=list(cfg.brokers),
-            client_id=cfg.effective_client_id,
-            **connection_options(cfg.dialer),
-            group_id=cfg.group_id,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest" if cfg.start_offset == FIRST_OFFSET else "latest",
-            fetch_min_bytes=cfg.min_bytes,
-            fetch_max_bytes=max(cfg.max_bytes, 52_428_800),
-            max_partition_fetch_bytes=cfg.max_bytes,
-            fetch_max_wait_ms=int(cfg.max_wait * 1000),
-            max_poll_records=cfg.queue_capacity,
-            heartbeat_interval_ms=int(cfg.heartbeat_interval * 1000),
-            session_timeout_ms=int(cfg.session_timeout * 1000),
-            rebalance_timeout_ms=int(cfg.rebalance_timeout * 1000),
-            max_poll_interval_ms=max(int(cfg.rebalance_timeout * 1000), 300_000),
-            isolation_level=(
-                "read_committed"
-                if cfg.isolation_level is IsolationLevel.READ_COMMITTED
-                else "read_uncommitted"
-            ),
+        consumer = new_consumer(
+            cfg,
+            factory,
+            earliest=cfg.start_offset == FIRST_OFFSET,
+            read_committed=cfg.isolation_level is IsolationLevel.READ_COMMITTED,
         )
         try:
             with map_errors(brokers=cfg.brokers, topic=cfg.topic):
                 await open_client(consumer.start, cfg.brokers, cfg.dialer)
                 if self._tp is None:
-                    consumer.subscribe(topics=list(cfg.topics), listener=_Listener(self))
+                    consumer.subscribe(topics=list(cfg.topics), listener=Listener(self._commits))
                 else:
                     consumer.assign([_TP(*self._tp)])
         except BaseException:
             self._state = "closed"
-            await finish_shielded(_stop_consumer(consumer, self._log))
+            await finish_shielded(stop_consumer(consumer, self._log))
             raise
         self._consumer = consumer
         self._state = "open"
         loop = asyncio.get_running_loop()
         if self._group and cfg.commit_interval > 0:
-            self._flusher = loop.create_task(self._flush_periodically())
+            self._flusher = loop.create_task(self._commits.flush_periodically())
         if not self._group and cfg.read_lag_interval > 0:
-            self._lag_task = loop.create_task(self._update_lag_periodically())
+            self._lag_task = loop.create_task(update_lag_periodically(self))
         return self
 
     async def __aexit__(
@@ -411,44 +384,13 @@ class Reader:
         consumer = self._consumer
         self._assigned_event.set()  # a consume() waiting for the next generation returns
         try:
-            # A running group handler lets go of its claims first, so its marks are flushed.
-            try:
-                async with asyncio.timeout_at(deadline):
-                    for hook in list(self._handler_hooks):
-                        await hook(set(self._assigned))
-            except TimeoutError:
-                self._log.warning("group_handler_close_timed_out")
-            if (
-                consumer is not None
-                and self._group
-                and (len(self._stash) or self._position_commits)
-            ):
-                try:
-                    async with asyncio.timeout_at(deadline):
-                        await self._flush(None)
-                except CommitError as exc:
-                    failure = exc
-                except TimeoutError:
-                    failure = CommitError(
-                        f"the final commit did not finish within close_timeout "
-                        f"({self.config.close_timeout:g} s)",
-                        offsets={
-                            (tp.topic, tp.partition): o for tp, o in self._stash.snapshot().items()
-                        },
-                    )
-            if self._group and self._assigned:
-                # Closing gives the partitions up too: say so, as a rebalance would.
-                try:
-                    async with asyncio.timeout_at(max(deadline, asyncio.get_running_loop().time())):
-                        await _call(self.config.on_revoked, set(self._assigned), self._log)
-                except TimeoutError:
-                    self._log.warning("rebalance_callback_timed_out")
+            failure = await self._commits.leave(deadline)
         finally:
             if consumer is not None:
                 loop = asyncio.get_running_loop()
                 try:
                     async with asyncio.timeout_at(max(deadline, loop.time() + 1.0)):
-                        await _stop_consumer(consumer, self._log)
+                        await stop_consumer(consumer, self._log)
                 except TimeoutError:
                     self._log.warning("reader_close_timed_out")
             self._buffer.clear()
@@ -475,10 +417,10 @@ class Reader:
             BrokerConnectionError: The cluster cannot be reached.
         """
         if self._position_commits:
-            self._end_position_commits()
+            self._commits.end_position_commits()
         buffer = self._buffer
         while not buffer:
-            await self._fill()
+            await fill(self)
         return buffer.popleft()
 
     async def fetch_batch(self, max_messages: int = 500) -> list[Message]:
@@ -492,10 +434,10 @@ class Reader:
         if max_messages < 1:
             raise ConfigError(f"max_messages must be 1 or more, not {max_messages!r}")
         if self._position_commits:
-            self._end_position_commits()
+            self._commits.end_position_commits()
         buffer = self._buffer
         while not buffer:
-            await self._fill()
+            await fill(self)
         if max_messages >= len(buffer):
             taken = list(buffer)
             buffer.clear()
@@ -518,17 +460,17 @@ class Reader:
         """
         buffer = self._buffer
         while not buffer:
-            await self._fill()
+            await fill(self)
         message = buffer.popleft()
         if self._group:
             if self._stashing:
                 if self._position_commits is None:
                     self._position_commits = True
                 if not self._position_commits:
-                    self._stash_one(message)
+                    self._commits.stash_one(message)
                 return message
             try:
-                await self._commit([message])
+                await self._commits.commit([message])
             except asyncio.CancelledError:
                 # The caller will not see this message: hand it to the next read. Its commit
                 # may or may not have reached the broker; reading it again is at-least-once.
@@ -547,123 +489,9 @@ class Reader:
                 raise StopAsyncIteration from None
             raise
 
-    async def _fill(self) -> None:
-        consumer = self._open_consumer()
-        if self._pending_seek is not None:
-            await self._apply_seek(consumer)
-        try:
-            with map_errors(brokers=self.config.brokers, topic=self.config.topic):
-                batch = await consumer.getmany(
-                    timeout_ms=max(100, int(self.config.max_wait * 1000)),
-                    max_records=self.config.queue_capacity,
-                )
-        except ClosedError:
-            raise ClosedError(f"the Reader is {self._state}") from None
-        except Error:
-            self._counts["errors"] += 1
-            raise
-        if self._state != "open":
-            raise ClosedError(f"the Reader is {self._state}")
-        if not batch:
-            return
-        self._counts["fetches"] += 1
-        for tp, records in batch.items():
-            key = (tp.topic, tp.partition)
-            if key not in self._assigned:
-                # Fetched just before a revocation: another member owns these now.
-                continue
-            high_water = consumer.highwater(tp)
-            self._buffer.extend(
-                self._to_messages(key, records, -1 if high_water is None else high_water)
-            )
-
-    def _to_messages(
-        self, key: TopicPartition, records: list[Any], high_water_mark: int
-    ) -> list[Message]:
-        """Take one partition's fetched records as messages, and count them as read.
-
-        Records usually arrive as messages already (see `aiomq._internal.records`);
-        otherwise they are converted here. Counting happens once per fetch rather than per
-        message returned: what is still buffered is subtracted when `stats()` or `offset`
-        ask (see `_position`).
-        """
-        if not records:
-            return []
-        counts = self._counts
-        if records[0].__class__ is Message:
-            messages: list[Message] = records
-            factory = self._factory
-            if factory is not None:
-                counts["bytes"] += factory.bytes
-                factory.bytes = 0
-        else:
-            messages = self._convert(key, records, high_water_mark)
-        self._fetched_next[key] = messages[-1][2] + 1
-        counts["messages"] += len(messages)
-        return messages
-
-    def _convert(
-        self, key: TopicPartition, records: list[Any], high_water_mark: int
-    ) -> list[Message]:
-        topic, partition = key
-        new = _new_message
-        last_ts, last_dt = self._last_ts, self._last_dt
-        size = 0
-        messages: list[Message] = []
-        append = messages.append
-        for r in records:
-            ts = r.timestamp
-            if ts != last_ts:
-                # Records of one batch usually share a millisecond: build each datetime once.
-                last_ts, last_dt = ts, datetime.fromtimestamp(ts / 1000, UTC)
-            k, v = r.key, r.value
-            size += (0 if k is None else len(k)) + (0 if v is None else len(v))
-            append(
-                new(
-                    Message,
-                    (topic, partition, r.offset, high_water_mark, k, v, r.headers, last_dt, None),
-                )
-            )
-        self._last_ts, self._last_dt = last_ts, last_dt
-        self._counts["bytes"] += size
-        return messages
-
     def _high_water(self, tp: _TP) -> int | None:
         consumer = self._consumer
         return None if consumer is None else consumer.highwater(tp)
-
-    def _position(self, key: TopicPartition) -> int | None:
-        """The offset of the next message this reader returns from a partition, if known."""
-        for message in self._buffer:
-            if message[0] == key[0] and message[1] == key[1]:
-                return message[2]
-        return self._fetched_next.get(key)
-
-    def _stash_positions(self, partitions: set[TopicPartition]) -> None:
-        """Stash each partition's read position: everything returned so far is committed."""
-        for key in partitions:
-            position = self._position(key)
-            if position is not None:
-                self._stash.add_one(key, position)
-
-    def _end_position_commits(self) -> None:
-        """Switch to stashing each message: the caller now also fetches without committing.
-
-        As long as `read_message` is the only way messages leave a stashing group reader,
-        the offsets to commit are just the read positions, computed when a flush needs
-        them rather than for every message. Once `fetch_message` or `fetch_batch` is used
-        too, positions would cover messages nobody asked to commit, so the positions
-        reached so far are stashed and every later `read_message` stashes its own offset.
-        """
-        self._stash_positions(self._assigned)
-        self._position_commits = False
-
-    def _stash_one(self, message: Message) -> None:
-        key = (message[0], message[1])
-        if key in self._assigned:
-            self._stash.add_one(key, message[2] + 1)
-        else:
-            self._log.warning("stale_commit_dropped", partitions=[key])
 
     # -- single-partition positioning -----------------------------------------------------
 
@@ -734,7 +562,7 @@ class Reader:
         position is known."""
         if self._tp is None:
             return -1
-        position = self._position(self._tp)
+        position = read_position(self, self._tp)
         return -1 if position is None else position
 
     @property
@@ -743,18 +571,7 @@ class Reader:
         -1 in group mode or before the first fetch (see `stats()` for groups)."""
         if self._tp is None:
             return -1
-        return self._partition_lag(self._tp)
-
-    def _partition_lag(self, key: TopicPartition) -> int:
-        consumer = self._consumer
-        if consumer is None:
-            return -1
-        high_water = consumer.highwater(_TP(*key))
-        position = self._position(key)
-        if high_water is None or position is None:
-            return self._read_lag if key == self._tp else -1
-        lag: int = max(0, high_water - position)
-        return lag
+        return partition_lag(self, self._tp)
 
     async def read_lag(self) -> int:
         """Ask the broker for the partition's end offset and return the lag behind it.
@@ -767,19 +584,11 @@ class Reader:
         tp = _TP(*key)
         with map_errors(brokers=self.config.brokers, topic=tp.topic, partition=tp.partition):
             end = (await consumer.end_offsets([tp]))[tp]
-            position = self._position(key)
+            position = read_position(self, key)
             if position is None:
                 position = await consumer.position(tp)
         self._read_lag = max(0, end - position)
         return self._read_lag
-
-    async def _update_lag_periodically(self) -> None:
-        while True:
-            await asyncio.sleep(self.config.read_lag_interval)
-            try:
-                await self.read_lag()
-            except Error as exc:
-                self._log.warning("read_lag_failed", error=str(exc))
 
     # -- commits --------------------------------------------------------------------------
 
@@ -802,112 +611,7 @@ class Reader:
             )
         self._open_consumer()
         if messages:
-            await self._commit(messages)
-
-    async def _commit(self, messages: Sequence[Message]) -> None:
-        offsets = next_offsets(messages)
-        if self.config.commit_interval > 0:
-            self._stash_owned(offsets)
-            return
-        async with self._commit_lock:
-            # The highest offset per partition wins across calls too: an older message
-            # committed later must not move the group back.
-            committed = self._committed
-            offsets = {tp: o for tp, o in offsets.items() if committed.get(tp, -1) < o}
-            if offsets:
-                await self._commit_now(offsets, messages)
-
-    def _stash_owned(self, offsets: dict[_TP, int]) -> None:
-        """Stash offsets of partitions this reader owns; drop the others.
-
-        An offset for a partition another member owns now is stale: stashed, it could be
-        applied later, if the partition came back, and move the group's position back.
-        """
-        assigned = self._assigned
-        owned = {tp: o for tp, o in offsets.items() if (tp.topic, tp.partition) in assigned}
-        if len(owned) != len(offsets):
-            stale = sorted((tp.topic, tp.partition) for tp in offsets if tp not in owned)
-            self._log.warning("stale_commit_dropped", partitions=stale)
-        self._stash.add(owned)
-
-    async def _commit_now(self, offsets: dict[_TP, int], messages: Sequence[Message] = ()) -> None:
-        consumer = self._open_consumer() if self._state == "open" else self._consumer
-        assert consumer is not None
-        try:
-            await consumer.commit(offsets)
-        except Exception as exc:
-            self._counts["errors"] += 1
-            mapped = translate(exc, brokers=self.config.brokers) or exc
-            pairs = {(tp.topic, tp.partition): off for tp, off in offsets.items()}
-            self._log.error("commit_failed", offsets=_describe(pairs), error=str(mapped))
-            raise CommitError(
-                f"committing {_describe(pairs)} failed: {mapped}", offsets=pairs, messages=messages
-            ) from exc
-        self._counts["commits"] += 1
-        committed = self._committed
-        for tp, offset in offsets.items():
-            if committed.get(tp, -1) < offset:
-                committed[tp] = offset
-
-    async def _flush(self, partitions: set[TopicPartition] | None) -> None:
-        """Commit what the stash holds for owned partitions (or just `partitions`)."""
-        consumer = self._consumer
-        if consumer is None:
-            return
-        owned = self._assigned if partitions is None else partitions & self._assigned
-        owned_tps = {_TP(*key) for key in owned}
-        async with self._commit_lock:
-            if self._position_commits:
-                self._stash_positions(owned)
-            offsets = self._stash.snapshot(owned_tps)
-            committed = self._committed
-            behind = {tp: o for tp, o in offsets.items() if committed.get(tp, -1) >= o}
-            self._stash.discard_committed(behind)
-            offsets = {tp: o for tp, o in offsets.items() if tp not in behind}
-            if not offsets:
-                return
-            await self._commit_now(offsets)
-            self._stash.discard_committed(offsets)
-
-    async def _flush_periodically(self) -> None:
-        while True:
-            await asyncio.sleep(self.config.commit_interval)
-            # A failure is logged in _commit_now; the offsets stay stashed for the next flush.
-            with contextlib.suppress(CommitError):
-                await self._flush(None)
-
-    # -- rebalancing ----------------------------------------------------------------------
-
-    async def _partitions_revoked(self, revoked: set[TopicPartition]) -> None:
-        for hook in list(self._handler_hooks):
-            await hook(revoked)
-        if revoked and (len(self._stash) or self._position_commits):
-            # A failure is logged; the next owner resumes from the last committed offset.
-            with contextlib.suppress(CommitError):
-                await self._flush(revoked)
-        for key in revoked:
-            # Another member may commit these partitions now, lower or higher.
-            self._committed.pop(_TP(*key), None)
-        dropped = self._stash.forget(_TP(*key) for key in revoked)
-        if dropped:
-            self._log.warning("stashed_offsets_dropped", partitions=dropped)
-        self._assigned -= revoked
-        if revoked and self._buffer:
-            # Messages of revoked partitions will be read by their next owner.
-            self._buffer = deque(m for m in self._buffer if (m.topic, m.partition) not in revoked)
-        for key in revoked:
-            self._fetched_next.pop(key, None)
-        if revoked:  # the first join of a member revokes nothing: say nothing then
-            self._log.info("partitions_revoked", partitions=sorted(revoked))
-            await _call(self.config.on_revoked, set(revoked), self._log)
-
-    async def _partitions_assigned(self, assigned: set[TopicPartition]) -> None:
-        self._assigned = set(assigned)
-        self._stash.keep_only({_TP(*key) for key in assigned})
-        self._rebalances += 1
-        self._assigned_event.set()
-        self._log.info("partitions_assigned", partitions=sorted(assigned))
-        await _call(self.config.on_assigned, set(assigned), self._log)
+            await self._commits.commit(messages)
 
     # -- consumer-group handler (Sarama's model) ------------------------------------------
 
@@ -937,72 +641,4 @@ class Reader:
 
     def stats(self) -> ReaderStats:
         """Return a snapshot of the reader's counters and per-partition lag."""
-        parts = []
-        total = 0
-        known = False
-        for key in sorted(self._assigned):
-            lag = self._partition_lag(key)
-            consumer = self._consumer
-            hw = consumer.highwater(_TP(*key)) if consumer is not None else None
-            parts.append(
-                PartitionStats(
-                    topic=key[0],
-                    partition=key[1],
-                    offset=-1 if (position := self._position(key)) is None else position,
-                    high_water_mark=-1 if hw is None else hw,
-                    lag=lag,
-                )
-            )
-            if lag >= 0:
-                total += lag
-                known = True
-        c = self._counts
-        buffered_bytes = sum(
-            (0 if m[4] is None else len(m[4])) + (0 if m[5] is None else len(m[5]))
-            for m in self._buffer
-        )
-        return ReaderStats(
-            messages=c["messages"] - len(self._buffer),
-            bytes=c["bytes"] - buffered_bytes,
-            fetches=c["fetches"],
-            errors=c["errors"],
-            commits=c["commits"],
-            rebalances=self._rebalances,
-            queued=len(self._buffer),
-            lag=total if known else -1,
-            partitions=tuple(parts),
-        )
-
-
-async def _stop_consumer(consumer: AIOKafkaConsumer, log: Any) -> None:
-    """Stop an aiokafka consumer completely, even when a broker is unreachable.
-
-    There, aiokafka's `stop()` re-raises the cancellation of its own fetch task and gives
-    up before closing its client, whose metadata task would then keep reconnecting.
-    """
-    try:
-        await consumer.stop()
-    except asyncio.CancelledError:
-        current = asyncio.current_task()
-        if current is not None and current.cancelling():
-            raise
-        log.warning("reader_close_interrupted")
-        with contextlib.suppress(Exception):
-            await consumer._client.close()
-
-
-def _describe(offsets: dict[TopicPartition, int]) -> str:
-    return ", ".join(f"{t}[{p}]@{o}" for (t, p), o in sorted(offsets.items()))
-
-
-async def _call(
-    callback: RebalanceCallback | None, partitions: set[TopicPartition], log: Any
-) -> None:
-    if callback is None:
-        return
-    try:
-        result = callback(partitions)
-        if result is not None:
-            await result
-    except Exception as exc:
-        log.error("rebalance_callback_failed", error=repr(exc))
+        return stats_snapshot(self)

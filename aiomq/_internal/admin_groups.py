@@ -1,0 +1,247 @@
+"""The admin Client's consumer-group calls: listing, describing, offsets, resetting, deleting.
+
+Like the calls of `aiomq._internal.admin_ops`, each runs in a `call_scope`. A group's
+requests go to its coordinator, found again when it moves (`AdminCall.to_coordinator`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Final
+
+from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment
+from aiokafka.protocol.admin import DeleteGroupsRequest, DescribeGroupsRequest
+from aiokafka.protocol.commit import OffsetCommitRequest
+
+# aiomq.admin imports this module, so bind the module rather than its names: its result
+# types are looked up when a call runs, once both modules have loaded.
+from aiomq import admin
+from aiomq._internal.admin_ops import call_scope
+from aiomq._internal.admin_protocol import (
+    GROUP_ACTIVE_CODES,
+    AdminCall,
+    ListGroupsWithStateRequest,
+    listed_groups,
+    partitions_of,
+)
+from aiomq._internal.errmap import broker_error
+from aiomq.errors import GroupNotEmptyError
+from aiomq.reader import FIRST_OFFSET, LAST_OFFSET
+
+if TYPE_CHECKING:
+    from aiomq.admin import Client, GroupInfo, GroupListing, GroupOffset, MemberInfo, OffsetSpec
+
+__all__ = [
+    "delete_groups",
+    "describe_group",
+    "group_offsets",
+    "list_groups",
+    "reset_group_offsets",
+]
+
+_INACTIVE_STATES: Final = frozenset({"Empty", "Dead"})
+
+
+async def list_groups(client: Client) -> list[GroupListing]:
+    """Return every consumer group the brokers coordinate, sorted by group id.
+
+    Each broker coordinates some groups, so every broker is asked.
+    """
+    async with call_scope(client, "list_groups") as call:
+        response = await call.metadata([])
+        nodes = sorted({b[0] for b in response.brokers})
+        answers = await asyncio.gather(
+            *(call.send(node, ListGroupsWithStateRequest()) for node in nodes)
+        )
+    groups: dict[str, GroupListing] = {}
+    for answer in answers:
+        if answer.error_code:
+            raise broker_error(answer.error_code, detail="listing the consumer groups")
+        for group_id, protocol_type, state in listed_groups(answer):
+            groups[group_id] = admin.GroupListing(
+                group_id=group_id, protocol_type=protocol_type, state=state
+            )
+    return [groups[g] for g in sorted(groups)]
+
+
+async def describe_group(client: Client, group_id: str) -> GroupInfo:
+    """Describe a consumer group; one its coordinator does not know is "Dead".
+
+    Args:
+        client: The admin client.
+        group_id: The consumer group.
+    """
+    async with call_scope(client, "describe_group", f" for group {group_id!r}") as call:
+        return await _describe_group(call, group_id)
+
+
+async def group_offsets(
+    client: Client, group_id: str, names: list[str] | None
+) -> list[GroupOffset]:
+    """Return a group's committed offsets and lag, sorted by topic and partition.
+
+    Args:
+        client: The admin client.
+        group_id: The consumer group.
+        names: Every partition of these topics (checked, each once); None for every
+            partition where the group has a committed offset.
+    """
+    async with call_scope(client, "group_offsets", f" for group {group_id!r}") as call:
+        if names is None:
+            # Ask about every partition of the cluster, not with a null topic list:
+            # not every broker answers that form (Tansu drops the connection).
+            response = await call.metadata(None)
+            partitions = {
+                t[1]: [p[1] for p in partitions_of(t)] for t in response.topics if t[0] == 0
+            }
+        else:
+            described = await call.describe(names)
+            partitions = {n: [p[1] for p in partitions_of(described[n])] for n in names}
+        committed = await call.committed(group_id, partitions)
+        if names is None:
+            committed = {tp: off for tp, off in committed.items() if off >= 0}
+        ends: dict[str, dict[int, int]] = {}
+        for topic in sorted({t for t, _ in committed}):
+            ends[topic] = await call.list_offsets(topic, LAST_OFFSET)
+    result = []
+    for (topic, partition), offset in sorted(committed.items()):
+        end = ends[topic].get(partition, -1)
+        lag = max(0, end - offset) if offset >= 0 and end >= 0 else -1
+        result.append(
+            admin.GroupOffset(topic=topic, partition=partition, committed=offset, end=end, lag=lag)
+        )
+    return result
+
+
+async def reset_group_offsets(
+    client: Client, group_id: str, topic: str, to: OffsetSpec
+) -> dict[tuple[str, int], int]:
+    """Set a group's committed offsets for every partition of a topic.
+
+    Args:
+        client: The admin client.
+        group_id: The consumer group; it must have no members.
+        topic: The topic whose partitions to reset.
+        to: FIRST_OFFSET, LAST_OFFSET, an offset (moved into each partition's range of
+            kept messages) or a timezone-aware time.
+
+    Returns:
+        The new committed offset of each `(topic, partition)`.
+
+    Raises:
+        GroupNotEmptyError: The group has members.
+    """
+    about = f" for group {group_id!r} and topic {topic!r}"
+    async with call_scope(client, "reset_group_offsets", about) as call:
+        group = await _describe_group(call, group_id)
+        if group.state not in _INACTIVE_STATES:
+            raise _group_active(group_id, group.state, len(group.members))
+        if isinstance(to, int) and to >= 0:
+            first = await call.list_offsets(topic, FIRST_OFFSET)
+            last = await call.list_offsets(topic, LAST_OFFSET)
+            offsets = {p: min(max(to, first[p]), last.get(p, to)) for p in first}
+        else:
+            offsets = await call.list_offsets(topic, to)
+        request = OffsetCommitRequest(
+            group_id,
+            OffsetCommitRequest.DEFAULT_GENERATION_ID,
+            "",
+            OffsetCommitRequest.DEFAULT_RETENTION_TIME,
+            [(topic, [(p, o, "") for p, o in sorted(offsets.items())])],
+        )
+        response = await call.to_coordinator(
+            group_id, request, lambda r: (c for _, ps in r.topics for _, c in ps)
+        )
+    for name, partitions in response.topics:
+        for partition, code in partitions:
+            if code in GROUP_ACTIVE_CODES:
+                raise _group_active(group_id, "active", None)
+            if code:
+                raise broker_error(
+                    code, topic=name, partition=partition, detail=f"group {group_id!r}"
+                )
+    result = {(topic, p): o for p, o in sorted(offsets.items())}
+    client._log.info(
+        "group_offsets_reset",
+        group_id=group_id,
+        topic=topic,
+        offsets=dict(sorted(offsets.items())),
+    )
+    return result
+
+
+async def delete_groups(client: Client, group_ids: Sequence[str]) -> None:
+    """Delete consumer groups one by one; the first refusal ends the call.
+
+    Args:
+        client: The admin client.
+        group_ids: The groups, each once; at least one.
+    """
+    async with call_scope(client, "delete_groups", f" for groups {group_ids!r}") as call:
+        for group_id in group_ids:
+            response = await call.to_coordinator(
+                group_id,
+                DeleteGroupsRequest([group_id]),
+                lambda r: (e[1] for e in r.results),
+            )
+            for name, code in response.results:
+                if code:
+                    raise broker_error(code, detail=f"group {name!r}")
+            client._log.info("group_deleted", group_id=group_id)
+
+
+async def _describe_group(call: AdminCall, group_id: str) -> GroupInfo:
+    """Ask the group's coordinator to describe it, within a call already running."""
+    response = await call.to_coordinator(
+        group_id, DescribeGroupsRequest([group_id]), lambda r: (g[0] for g in r.groups)
+    )
+    for entry in response.groups:
+        code, name, state, protocol_type, protocol, members = entry[:6]
+        if name != group_id:
+            continue
+        if code:
+            raise broker_error(code, detail=f"group {group_id!r}")
+        return admin.GroupInfo(
+            group_id=name,
+            state=state,
+            protocol_type=protocol_type or "",
+            protocol=protocol or "",
+            members=tuple(
+                sorted((_member_info(m, protocol_type) for m in members), key=lambda m: m.member_id)
+            ),
+        )
+    return admin.GroupInfo(
+        group_id=group_id, state="Dead", protocol_type="", protocol="", members=()
+    )
+
+
+def _member_info(entry: Any, protocol_type: str | None) -> MemberInfo:
+    """Build a `MemberInfo` from a member entry of a DescribeGroups response.
+
+    The assignment is decoded only for groups of the consumer protocol; it is empty
+    otherwise, or when it does not decode.
+    """
+    member_id, client_id, host = entry[0], entry[1], entry[2]
+    raw = entry[4]
+    assignment: tuple[tuple[str, int], ...] = ()
+    if protocol_type == "consumer" and raw:
+        try:
+            decoded = ConsumerProtocolMemberAssignment.decode(raw)
+            assignment = tuple(sorted((tp.topic, tp.partition) for tp in decoded.partitions()))
+        except (ValueError, TypeError):
+            assignment = ()  # not the consumer protocol's layout after all
+    return admin.MemberInfo(
+        member_id=member_id, client_id=client_id or "", host=host or "", assignment=assignment
+    )
+
+
+def _group_active(group_id: str, state: str, members: int | None) -> GroupNotEmptyError:
+    """The error for resetting the offsets of a group that has members (a count if known)."""
+    count = "" if members is None else f" with {members} member{'s' if members != 1 else ''}"
+    return GroupNotEmptyError(
+        f"group {group_id!r} is {state}{count}: stop its consumers (and wait for it to become "
+        "Empty) before resetting its offsets",
+        group_id=group_id,
+        state=state,
+    )

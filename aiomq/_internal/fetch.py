@@ -1,0 +1,219 @@
+"""How a Reader gets its messages: the aiokafka consumer, its fetches, its records' conversion.
+
+A reader fetches through one `AIOKafkaConsumer`, built here from its settings. `fill`
+moves one fetch into the reader's buffer, where `fetch_message`, `fetch_batch` and
+`read_message` take messages from. aiokafka usually builds the messages itself (see
+`aiomq._internal.records`); `RecordConverter` converts its records when it does not.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, Final
+
+from aiokafka import AIOKafkaConsumer
+
+from aiomq._internal.errmap import map_errors
+from aiomq._internal.records import MessageFactory
+from aiomq._internal.security import connection_options
+from aiomq.errors import ClosedError, Error
+from aiomq.message import Message
+
+if TYPE_CHECKING:
+    from aiomq.reader import Reader, ReaderConfig, TopicPartition
+
+__all__ = ["RecordConverter", "fill", "new_consumer", "stop_consumer", "to_messages"]
+
+_new_message: Final = tuple.__new__
+
+
+def new_consumer(
+    config: ReaderConfig,
+    factory: MessageFactory | None,
+    *,
+    earliest: bool,
+    read_committed: bool,
+) -> AIOKafkaConsumer:
+    """Build, without starting it, the aiokafka consumer a reader with `config` reads through.
+
+    Commits are left to the reader: aiokafka never commits by itself.
+
+    Args:
+        config: The reader's settings.
+        factory: The record hook's marker (see `aiomq._internal.records`), so that the
+            consumer's records arrive as messages; None when the hook is not installed.
+        earliest: Whether `config.start_offset` is FIRST_OFFSET (else LAST_OFFSET).
+        read_committed: Whether `config.isolation_level` is READ_COMMITTED.
+    """
+    return AIOKafkaConsumer(
+        key_deserializer=factory,
+        bootstrap_servers=list(config.brokers),
+        client_id=config.effective_client_id,
+        **connection_options(config.dialer),
+        group_id=config.group_id,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest" if earliest else "latest",
+        fetch_min_bytes=config.min_bytes,
+        fetch_max_bytes=max(config.max_bytes, 52_428_800),
+        max_partition_fetch_bytes=config.max_bytes,
+        fetch_max_wait_ms=int(config.max_wait * 1000),
+        max_poll_records=config.queue_capacity,
+        heartbeat_interval_ms=int(config.heartbeat_interval * 1000),
+        session_timeout_ms=int(config.session_timeout * 1000),
+        rebalance_timeout_ms=int(config.rebalance_timeout * 1000),
+        max_poll_interval_ms=max(int(config.rebalance_timeout * 1000), 300_000),
+        isolation_level="read_committed" if read_committed else "read_uncommitted",
+    )
+
+
+async def stop_consumer(consumer: AIOKafkaConsumer, log: Any) -> None:
+    """Stop an aiokafka consumer completely, even when a broker is unreachable.
+
+    There, aiokafka's `stop()` re-raises the cancellation of its own fetch task and gives
+    up before closing its client, whose metadata task would then keep reconnecting.
+
+    Args:
+        consumer: The consumer to stop.
+        log: The reader's logger.
+    """
+    try:
+        await consumer.stop()
+    except asyncio.CancelledError:
+        current = asyncio.current_task()
+        if current is not None and current.cancelling():
+            raise
+        log.warning("reader_close_interrupted")
+        with contextlib.suppress(Exception):
+            await consumer._client.close()
+
+
+async def fill(reader: Reader) -> None:
+    """Fetch once, and add the messages of partitions the reader owns to its buffer.
+
+    A pending `set_offset` is applied first. A fetch may bring nothing, when nothing
+    arrived within `max_wait`; the caller fetches again.
+
+    Args:
+        reader: The reader to fill.
+
+    Raises:
+        ClosedError: The reader is closed, or was closed during the fetch.
+        Error: The fetch failed (counted in the stats' errors).
+    """
+    consumer = reader._open_consumer()
+    if reader._pending_seek is not None:
+        await reader._apply_seek(consumer)
+    config = reader.config
+    try:
+        with map_errors(brokers=config.brokers, topic=config.topic):
+            batch = await consumer.getmany(
+                timeout_ms=max(100, int(config.max_wait * 1000)),
+                max_records=config.queue_capacity,
+            )
+    except ClosedError:
+        raise ClosedError(f"the Reader is {reader._state}") from None
+    except Error:
+        reader._counts["errors"] += 1
+        raise
+    if reader._state != "open":
+        raise ClosedError(f"the Reader is {reader._state}")
+    if not batch:
+        return
+    reader._counts["fetches"] += 1
+    for tp, records in batch.items():
+        key = (tp.topic, tp.partition)
+        if key not in reader._assigned:
+            # Fetched just before a revocation: another member owns these now.
+            continue
+        high_water = consumer.highwater(tp)
+        reader._buffer.extend(
+            to_messages(reader, key, records, -1 if high_water is None else high_water)
+        )
+
+
+def to_messages(
+    reader: Reader, key: TopicPartition, records: list[Any], high_water_mark: int
+) -> list[Message]:
+    """Take one partition's fetched records as messages, and count them as read.
+
+    Records usually arrive as messages already (see `aiomq._internal.records`);
+    otherwise they are converted here. Counting happens once per fetch rather than per
+    message returned: what is still buffered is subtracted when `stats()` or `offset`
+    ask (see `aiomq._internal.positions`).
+
+    Args:
+        reader: The reader whose fetch brought the records.
+        key: The `(topic, partition)` the records come from.
+        records: The fetched records (messages, or aiokafka's `ConsumerRecord`s).
+        high_water_mark: The partition's high water mark at the fetch, or -1.
+
+    Returns:
+        The messages, in offset order.
+    """
+    if not records:
+        return []
+    counts = reader._counts
+    if records[0].__class__ is Message:
+        messages: list[Message] = records
+        factory = reader._factory
+        if factory is not None:
+            counts["bytes"] += factory.bytes
+            factory.bytes = 0
+    else:
+        messages = reader._converter.convert(key, records, high_water_mark)
+    reader._fetched_next[key] = messages[-1][2] + 1
+    counts["messages"] += len(messages)
+    return messages
+
+
+class RecordConverter:
+    """Turns aiokafka's `ConsumerRecord`s into messages, when the record hook is missing.
+
+    With the hook (see `aiomq._internal.records`) records arrive as messages already, and
+    this is not used. Not safe from several threads; one event loop's tasks may share it.
+    """
+
+    __slots__ = ("_counts", "_last_dt", "_last_ts")
+
+    def __init__(self, counts: dict[str, int]) -> None:
+        self._counts = counts
+        self._last_ts = -1
+        self._last_dt = datetime.fromtimestamp(0, UTC)
+
+    def convert(
+        self, key: TopicPartition, records: list[Any], high_water_mark: int
+    ) -> list[Message]:
+        """Build one partition's messages, adding their key and value bytes to the counts.
+
+        Args:
+            key: The `(topic, partition)` the records come from.
+            records: The fetched `ConsumerRecord`s, in offset order.
+            high_water_mark: The partition's high water mark at the fetch, or -1.
+
+        Returns:
+            One message per record, in the same order.
+        """
+        topic, partition = key
+        new = _new_message
+        last_ts, last_dt = self._last_ts, self._last_dt
+        size = 0
+        messages: list[Message] = []
+        append = messages.append
+        for r in records:
+            ts = r.timestamp
+            if ts != last_ts:
+                # Records of one batch usually share a millisecond: build each datetime once.
+                last_ts, last_dt = ts, datetime.fromtimestamp(ts / 1000, UTC)
+            k, v = r.key, r.value
+            size += (0 if k is None else len(k)) + (0 if v is None else len(v))
+            append(
+                new(
+                    Message,
+                    (topic, partition, r.offset, high_water_mark, k, v, r.headers, last_dt, None),
+                )
+            )
+        self._last_ts, self._last_dt = last_ts, last_dt
+        self._counts["bytes"] += size
+        return messages

@@ -1,0 +1,333 @@
+"""A group Reader's commits, and what rebalances and closing do to them.
+
+A group `Reader` commits in one of two ways. With `commit_interval` 0, `commit` sends the
+offsets before it returns. With more, offsets wait in the reader's `OffsetStash`, and
+`flush` commits them every interval, before partitions are revoked, and on close; while
+`read_message` is the only way messages leave the reader, the stash is filled from the
+read positions only when a flush needs them (see `GroupCommits.end_position_commits`).
+Either way the highest offset per partition wins, and only partitions the reader owns are
+committed: an offset for a partition another member owns now is stale, and committing it
+could move the group's position back.
+
+`GroupCommits` keeps what only the commits use (the offsets committed under the current
+assignment, and the lock that orders commits). The rest (the assignment, the stash, the
+buffer, the read positions, the consumer and the counters) belongs to the reader, whose
+read path uses it too, and is read and updated there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import deque
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from aiokafka.abc import ConsumerRebalanceListener
+from aiokafka.structs import TopicPartition as _TP
+
+from aiomq._internal.commits import next_offsets
+from aiomq._internal.errmap import translate
+from aiomq._internal.positions import read_position
+from aiomq.errors import CommitError
+from aiomq.message import Message
+
+if TYPE_CHECKING:
+    from aiomq.reader import Reader, RebalanceCallback, TopicPartition
+
+__all__ = ["GroupCommits", "Listener", "describe_offsets", "run_callback"]
+
+
+class Listener(ConsumerRebalanceListener):
+    """Routes aiokafka's rebalance notifications to a reader's `GroupCommits`."""
+
+    def __init__(self, commits: GroupCommits) -> None:
+        self._commits = commits
+
+    async def on_partitions_revoked(self, revoked: Any) -> None:
+        await self._commits.partitions_revoked({(tp.topic, tp.partition) for tp in revoked})
+
+    async def on_partitions_assigned(self, assigned: Any) -> None:
+        await self._commits.partitions_assigned({(tp.topic, tp.partition) for tp in assigned})
+
+
+class GroupCommits:
+    """Commits a group reader's offsets, at once or from its stash, across rebalances.
+
+    Safe from several tasks of one event loop: a lock sends commits one at a time.
+    """
+
+    __slots__ = ("_committed", "_lock", "_reader")
+
+    def __init__(self, reader: Reader) -> None:
+        self._reader = reader
+        # The highest offset this reader committed per partition under its assignment.
+        self._committed: dict[_TP, int] = {}
+        self._lock = asyncio.Lock()
+
+    async def commit(self, messages: Sequence[Message]) -> None:
+        """Commit messages: stash them with a `commit_interval`, else commit them now.
+
+        Args:
+            messages: The messages; each commits everything before it in its partition.
+
+        Raises:
+            CommitError: The commit failed (only with `commit_interval` 0).
+        """
+        offsets = next_offsets(messages)
+        if self._reader.config.commit_interval > 0:
+            self.stash_owned(offsets)
+            return
+        async with self._lock:
+            # The highest offset per partition wins across calls too: an older message
+            # committed later must not move the group back.
+            committed = self._committed
+            offsets = {tp: o for tp, o in offsets.items() if committed.get(tp, -1) < o}
+            if offsets:
+                await self.commit_now(offsets, messages)
+
+    def stash_owned(self, offsets: dict[_TP, int]) -> None:
+        """Stash offsets of partitions this reader owns; drop the others.
+
+        An offset for a partition another member owns now is stale: stashed, it could be
+        applied later, if the partition came back, and move the group's position back.
+
+        Args:
+            offsets: The offset to commit next, per partition.
+        """
+        reader = self._reader
+        assigned = reader._assigned
+        owned = {tp: o for tp, o in offsets.items() if (tp.topic, tp.partition) in assigned}
+        if len(owned) != len(offsets):
+            stale = sorted((tp.topic, tp.partition) for tp in offsets if tp not in owned)
+            reader._log.warning("stale_commit_dropped", partitions=stale)
+        reader._stash.add(owned)
+
+    async def commit_now(self, offsets: dict[_TP, int], messages: Sequence[Message] = ()) -> None:
+        """Send one commit to the group coordinator and remember what it committed.
+
+        Args:
+            offsets: The offset to commit, per partition.
+            messages: The messages the offsets come from, for the error; may be empty.
+
+        Raises:
+            CommitError: The commit failed; it names the offsets and holds `messages`.
+        """
+        reader = self._reader
+        # A closing reader still commits: its final flush runs before it disconnects.
+        consumer = reader._open_consumer() if reader._state == "open" else reader._consumer
+        assert consumer is not None
+        counts = reader._counts
+        try:
+            await consumer.commit(offsets)
+        except Exception as exc:
+            counts["errors"] += 1
+            mapped = translate(exc, brokers=reader.config.brokers) or exc
+            pairs = {(tp.topic, tp.partition): off for tp, off in offsets.items()}
+            reader._log.error("commit_failed", offsets=describe_offsets(pairs), error=str(mapped))
+            raise CommitError(
+                f"committing {describe_offsets(pairs)} failed: {mapped}",
+                offsets=pairs,
+                messages=messages,
+            ) from exc
+        counts["commits"] += 1
+        committed = self._committed
+        for tp, offset in offsets.items():
+            if committed.get(tp, -1) < offset:
+                committed[tp] = offset
+
+    async def flush(self, partitions: set[TopicPartition] | None) -> None:
+        """Commit what the stash holds for owned partitions (or just `partitions`).
+
+        Args:
+            partitions: The partitions to flush; None for every partition owned.
+
+        Raises:
+            CommitError: The commit failed; the offsets stay stashed for the next flush.
+        """
+        reader = self._reader
+        if reader._consumer is None:
+            return
+        owned = reader._assigned if partitions is None else partitions & reader._assigned
+        owned_tps = {_TP(*key) for key in owned}
+        stash = reader._stash
+        async with self._lock:
+            if reader._position_commits:
+                self.stash_positions(owned)
+            offsets = stash.snapshot(owned_tps)
+            committed = self._committed
+            behind = {tp: o for tp, o in offsets.items() if committed.get(tp, -1) >= o}
+            stash.discard_committed(behind)
+            offsets = {tp: o for tp, o in offsets.items() if tp not in behind}
+            if not offsets:
+                return
+            await self.commit_now(offsets)
+            stash.discard_committed(offsets)
+
+    async def flush_periodically(self) -> None:
+        """Flush the stash every `commit_interval` seconds, until cancelled."""
+        while True:
+            await asyncio.sleep(self._reader.config.commit_interval)
+            # A failure is logged in commit_now; the offsets stay stashed for the next flush.
+            with contextlib.suppress(CommitError):
+                await self.flush(None)
+
+    def stash_one(self, message: Message) -> None:
+        """Stash the offset after a message read from a partition this reader owns.
+
+        Args:
+            message: The message `read_message` returns.
+        """
+        reader = self._reader
+        key = (message[0], message[1])
+        if key in reader._assigned:
+            reader._stash.add_one(key, message[2] + 1)
+        else:
+            reader._log.warning("stale_commit_dropped", partitions=[key])
+
+    def end_position_commits(self) -> None:
+        """Switch to stashing each message: the caller now also fetches without committing.
+
+        As long as `read_message` is the only way messages leave a stashing group reader,
+        the offsets to commit are just the read positions, computed when a flush needs
+        them rather than for every message. Once `fetch_message` or `fetch_batch` is used
+        too, positions would cover messages nobody asked to commit, so the positions
+        reached so far are stashed and every later `read_message` stashes its own offset.
+        """
+        reader = self._reader
+        self.stash_positions(reader._assigned)
+        reader._position_commits = False
+
+    def stash_positions(self, partitions: set[TopicPartition]) -> None:
+        """Stash each partition's read position: everything returned so far is committed.
+
+        Args:
+            partitions: The partitions whose positions to stash.
+        """
+        reader = self._reader
+        for key in partitions:
+            position = read_position(reader, key)
+            if position is not None:
+                reader._stash.add_one(key, position)
+
+    # -- rebalancing and leaving ------------------------------------------------------------
+
+    async def partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        """Give partitions up: flush their stash, then forget their offsets and messages.
+
+        A running group handler lets go of the partitions first, so its marks are flushed.
+
+        Args:
+            revoked: The partitions this reader gives up; empty at a member's first join.
+        """
+        reader = self._reader
+        for hook in list(reader._handler_hooks):
+            await hook(revoked)
+        stash = reader._stash
+        if revoked and (len(stash) or reader._position_commits):
+            # A failure is logged; the next owner resumes from the last committed offset.
+            with contextlib.suppress(CommitError):
+                await self.flush(revoked)
+        for key in revoked:
+            # Another member may commit these partitions now, lower or higher.
+            self._committed.pop(_TP(*key), None)
+        dropped = stash.forget(_TP(*key) for key in revoked)
+        if dropped:
+            reader._log.warning("stashed_offsets_dropped", partitions=dropped)
+        reader._assigned -= revoked
+        if revoked and reader._buffer:
+            # Messages of revoked partitions will be read by their next owner.
+            reader._buffer = deque(
+                m for m in reader._buffer if (m.topic, m.partition) not in revoked
+            )
+        for key in revoked:
+            reader._fetched_next.pop(key, None)
+        if revoked:  # the first join of a member revokes nothing: say nothing then
+            reader._log.info("partitions_revoked", partitions=sorted(revoked))
+            await run_callback(reader.config.on_revoked, set(revoked), reader._log)
+
+    async def partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        """Take partitions over after a rebalance, and wake a waiting group handler.
+
+        Args:
+            assigned: Every partition this reader owns now.
+        """
+        reader = self._reader
+        reader._assigned = set(assigned)
+        reader._stash.keep_only({_TP(*key) for key in assigned})
+        reader._rebalances += 1
+        reader._assigned_event.set()
+        reader._log.info("partitions_assigned", partitions=sorted(assigned))
+        await run_callback(reader.config.on_assigned, set(assigned), reader._log)
+
+    async def leave(self, deadline: float) -> CommitError | None:
+        """Give every partition up as the reader closes: release, flush, tell `on_revoked`.
+
+        Args:
+            deadline: When to stop waiting, on the event loop's clock.
+
+        Returns:
+            None when everything stashed was committed (or nothing needed to be), else the
+            final flush's error, for the reader to raise once it has disconnected.
+        """
+        reader = self._reader
+        # A running group handler lets go of its claims first, so its marks are flushed.
+        try:
+            async with asyncio.timeout_at(deadline):
+                for hook in list(reader._handler_hooks):
+                    await hook(set(reader._assigned))
+        except TimeoutError:
+            reader._log.warning("group_handler_close_timed_out")
+        failure = await self._final_flush(deadline)
+        if reader._group and reader._assigned:
+            # Closing gives the partitions up too: say so, as a rebalance would.
+            try:
+                async with asyncio.timeout_at(max(deadline, asyncio.get_running_loop().time())):
+                    await run_callback(reader.config.on_revoked, set(reader._assigned), reader._log)
+            except TimeoutError:
+                reader._log.warning("rebalance_callback_timed_out")
+        return failure
+
+    async def _final_flush(self, deadline: float) -> CommitError | None:
+        """Flush the stash as the reader closes; a flush out of time names what is left."""
+        reader = self._reader
+        if not (
+            reader._consumer is not None
+            and reader._group
+            and (len(reader._stash) or reader._position_commits)
+        ):
+            return None
+        try:
+            async with asyncio.timeout_at(deadline):
+                await self.flush(None)
+        except CommitError as exc:
+            return exc
+        except TimeoutError:
+            return CommitError(
+                f"the final commit did not finish within close_timeout "
+                f"({reader.config.close_timeout:g} s)",
+                offsets={(tp.topic, tp.partition): o for tp, o in reader._stash.snapshot().items()},
+            )
+        return None
+
+
+def describe_offsets(offsets: dict[TopicPartition, int]) -> str:
+    """Name offsets for a message, such as `orders[0]@42, orders[1]@7`."""
+    return ", ".join(f"{t}[{p}]@{o}" for (t, p), o in sorted(offsets.items()))
+
+
+async def run_callback(
+    callback: RebalanceCallback | None, partitions: set[TopicPartition], log: Any
+) -> None:
+    """Call an `on_assigned` or `on_revoked` callback, awaiting it when it is async.
+
+    Its failure is logged, not raised: it must not stop the rebalance or the close.
+    """
+    if callback is None:
+        return
+    try:
+        result = callback(partitions)
+        if result is not None:
+            await result
+    except Exception as exc:
+        log.error("rebalance_callback_failed", error=repr(exc))
