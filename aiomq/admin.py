@@ -29,6 +29,7 @@ from aiomq._internal.admin_ops import (
     unique_topics,
 )
 from aiomq._internal.config import (
+    build_config,
     check_brokers,
     check_connection,
     check_seconds,
@@ -314,9 +315,7 @@ class Client:
     """
 
     def __init__(self, config: ClientConfig | None = None, /, **options: Any) -> None:
-        if config is not None and options:
-            raise ConfigError("pass either a ClientConfig or keyword options, not both")
-        self.config = config if config is not None else ClientConfig(**options)
+        self.config = build_config(ClientConfig, config, options)
         self._log = get_logger(self.config.logger, client_id=self.config.effective_client_id)
         self._client: AIOKafkaClient | None = None
         self._state = "new"

@@ -377,3 +377,12 @@ class Murmur2Balancer:
 
     def __repr__(self) -> str:
         return f"Murmur2Balancer(consistent={self._consistent})"
+
+
+def always_offers_a_member(balancer: Balancer) -> bool:
+    """Tell whether `balancer` is one of aiomq's own, which only answer with an offered
+    partition, so that a writer may skip checking each answer."""
+    return isinstance(balancer, _OWN_BALANCERS)
+
+
+_OWN_BALANCERS = (CRC32Balancer, Hash, LeastBytes, Murmur2Balancer, ReferenceHash, RoundRobin)

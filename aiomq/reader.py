@@ -23,6 +23,7 @@ from aiokafka.structs import TopicPartition as _TP
 
 from aiomq._internal.commits import OffsetStash
 from aiomq._internal.config import (
+    build_config,
     check_brokers,
     check_connection,
     check_positive_int,
@@ -270,9 +271,7 @@ class Reader:
     """
 
     def __init__(self, config: ReaderConfig | None = None, /, **options: Any) -> None:
-        if config is not None and options:
-            raise ConfigError("pass either a ReaderConfig or keyword options, not both")
-        self.config = config if config is not None else ReaderConfig(**options)
+        self.config = build_config(ReaderConfig, config, options)
         cfg = self.config
         self._group = cfg.group_id is not None
         self._log = get_logger(

@@ -20,6 +20,7 @@ from aiokafka.client import AIOKafkaClient
 from aiokafka.record.default_records import DefaultRecordBatchBuilder
 
 from aiomq._internal.config import (
+    build_config,
     check_brokers,
     check_connection,
     check_positive_int,
@@ -42,12 +43,8 @@ from aiomq._internal.shield import finish_shielded
 from aiomq.balancer import (
     Balancer,
     BalancerLike,
-    CRC32Balancer,
-    Hash,
-    LeastBytes,
     Murmur2Balancer,
-    ReferenceHash,
-    RoundRobin,
+    always_offers_a_member,
     as_balancer,
 )
 from aiomq.dialer import Dialer
@@ -67,14 +64,6 @@ __all__ = ["Compression", "RequiredAcks", "Writer", "WriterConfig"]
 _METADATA_MAX_AGE: Final = 300.0
 _BYTES: Final = (bytes, bytearray, memoryview)
 _NO_HEADERS: Final[list[Any]] = []
-_OWN_BALANCERS: Final = (
-    CRC32Balancer,
-    Hash,
-    LeastBytes,
-    Murmur2Balancer,
-    ReferenceHash,
-    RoundRobin,
-)
 _size_of = DefaultRecordBatchBuilder.size_of
 # What a batch holding a single record adds around it: batch header and record framing.
 _BATCH_OVERHEAD: Final[int] = DefaultRecordBatchBuilder.estimate_size_in_bytes(
@@ -277,9 +266,7 @@ class Writer:
     """
 
     def __init__(self, config: WriterConfig | None = None, /, **options: Any) -> None:
-        if config is not None and options:
-            raise ConfigError("pass either a WriterConfig or keyword options, not both")
-        self.config = config if config is not None else WriterConfig(**options)
+        self.config = build_config(WriterConfig, config, options)
         self._balancer = as_balancer(self.config.balancer)
         self._log = get_logger(self.config.logger, client_id=self.config.effective_client_id)
         self._client: AIOKafkaClient | None = None
@@ -452,8 +439,7 @@ class Writer:
         limit = self.config.batch_bytes - _BATCH_OVERHEAD
         size_of = _size_of
         balance = self._balancer.balance
-        # aiomq's own balancers only ever answer with an offered partition.
-        trusted = isinstance(self._balancer, _OWN_BALANCERS)
+        trusted = always_offers_a_member(self._balancer)
         groups: dict[tuple[str, int], list[Queued]] = {}
         cached_topic = ""
         cached: tuple[int, ...] = ()

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeVar
 
 from aiomq.dialer import Dialer
 from aiomq.errors import ConfigError
 
 __all__ = [
+    "build_config",
     "check_brokers",
     "check_connection",
     "check_positive_int",
@@ -17,6 +19,18 @@ __all__ = [
 ]
 
 DEFAULT_CLIENT_ID = "aiomq"
+
+C = TypeVar("C")
+
+
+def build_config(cls: Callable[..., C], config: C | None, options: Mapping[str, Any]) -> C:
+    """Take a complete configuration object, or build one from keyword options; not both."""
+    if config is None:
+        return cls(**options)
+    if options:
+        name = getattr(cls, "__name__", "configuration")
+        raise ConfigError(f"pass either a {name} or keyword options, not both")
+    return config
 
 
 def check_brokers(brokers: object) -> None:
