@@ -15,26 +15,21 @@ shared and noisy. See bench/README.md.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import gc
 import json
-import logging
 import os
 import platform
-import resource
-import shlex
 import statistics
 import sys
 import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import aiokafka
-import structlog
+from _common import mib, parse_options, rss_bytes, start_report
 from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import KafkaError
 from aiokafka.structs import TopicPartition
@@ -42,7 +37,6 @@ from aiokafka.structs import TopicPartition
 import aiomq
 from aiomq import Message, Reader, RequiredAcks, Writer
 
-ENV_BOOTSTRAP = "AIOMQ_BOOTSTRAP_SERVERS"
 PARTITIONS = 4  # what Tansu gives an auto-created topic; other brokers may differ
 VALUE_SIZE = 100
 KEYS = [b"key-%d" % i for i in range(1000)]
@@ -478,19 +472,6 @@ async def fill(bootstrap: str, topic: str, count: int) -> float:
     return count / (time.perf_counter() - start)
 
 
-def rss_bytes() -> int:
-    """The resident set size of this process now (Linux), or its peak elsewhere."""
-    try:
-        with open("/proc/self/status", encoding="ascii") as status:
-            for line in status:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak if sys.platform == "darwin" else peak * 1024
-
-
 async def bench_memory(bootstrap: str, topic: str, count: int, every: int) -> dict[str, Any]:
     """One group reader, commit_interval=1.0, read_message() over `count` messages.
 
@@ -607,10 +588,6 @@ def print_table(results: Results, runs: int) -> None:
         )
 
 
-def mib(n: int) -> str:
-    return f"{n / 1_048_576:.1f} MiB"
-
-
 def print_memory(memory: dict[str, Any]) -> None:
     print()
     print(
@@ -705,34 +682,15 @@ async def run_all(bootstrap: str, kind: str, counts: Counts, runs: int) -> dict[
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="bench/reader.py",
-        description="Benchmark aiomq's Reader against raw aiokafka on one broker.",
+    args, runs = parse_options(
+        "bench/reader.py",
+        "Benchmark aiomq's Reader against raw aiokafka on one broker.",
+        "smaller counts, 3 runs (~35 s)",
+        argv,
     )
-    parser.add_argument("--runs", type=int, default=None, help="runs per scenario (default 5)")
-    parser.add_argument("--quick", action="store_true", help="smaller counts, 3 runs (~35 s)")
-    parser.add_argument(
-        "--bootstrap-servers",
-        default=os.environ.get(ENV_BOOTSTRAP),
-        help=f"HOST:PORT of a broker (default: ${ENV_BOOTSTRAP}, else an embedded broker)",
-    )
-    parser.add_argument("--json", type=Path, default=None, help="also write results here")
-    args = parser.parse_args(argv)
-    runs = args.runs or (3 if args.quick else 5)
-    if runs < 1:
-        parser.error("--runs must be at least 1")
     counts = QUICK_COUNTS if args.quick else DEFAULT_COUNTS
 
-    # Only errors belong in the report (a group join logs at info level).
-    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.ERROR))
-
-    command = " ".join(shlex.quote(a) for a in [sys.executable, *sys.argv])
-    print(f"command: {command}")
-    print(
-        f"python {platform.python_version()} ({platform.python_implementation()}), "
-        f"aiokafka {aiokafka.__version__}, aiomq {aiomq.__version__}, "
-        f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPUs"
-    )
+    command = start_report()
     print(
         f"settings: one topic of {max(counts.messages, counts.memory):,} x {VALUE_SIZE} B "
         f"messages, written once; {runs} runs per scenario (order rotates each run), each read "

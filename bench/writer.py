@@ -13,33 +13,27 @@ runs. Only ratios from one run mean much: machines are shared and noisy. See ben
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import gc
 import json
-import logging
 import os
 import platform
-import resource
-import shlex
 import statistics
 import sys
 import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import aiokafka
-import structlog
+from _common import mib, parse_options, rss_bytes, start_report
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
 import aiomq
 from aiomq import Message, RequiredAcks, Writer
 
-ENV_BOOTSTRAP = "AIOMQ_BOOTSTRAP_SERVERS"
 PARTITIONS = 4  # what Tansu gives an auto-created topic; other brokers may differ
 KEYS = [b"key-%d" % i for i in range(1000)]
 CALL_SIZE = 1000
@@ -314,19 +308,6 @@ async def bench_latency(bootstrap: str, count: int, warmup: int, runs: int) -> t
     return p50, p99, rate
 
 
-def rss_bytes() -> int:
-    """The resident set size of this process now (Linux), or its peak elsewhere."""
-    try:
-        with open("/proc/self/status", encoding="ascii") as status:
-            for line in status:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak if sys.platform == "darwin" else peak * 1024
-
-
 async def bench_memory(bootstrap: str, count: int) -> dict[str, Any]:
     """Scenario 5: aiomq async mode over a long run; RSS sampled every ~50k messages.
 
@@ -446,10 +427,6 @@ def print_table(rows: list[Row]) -> None:
         print(render(line))
 
 
-def mib(n: int) -> str:
-    return f"{n / 1_048_576:.1f} MiB"
-
-
 def print_memory(memory: dict[str, Any]) -> None:
     per_message = (memory["rss_peak"] - memory["rss_start"]) / max(memory["queued_max"], 1)
     print()
@@ -552,35 +529,15 @@ async def run_all(bootstrap: str, kind: str, counts: Counts, runs: int) -> dict[
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="bench/writer.py",
-        description="Benchmark aiomq's Writer against raw aiokafka on one broker.",
+    args, runs = parse_options(
+        "bench/writer.py",
+        "Benchmark aiomq's Writer against raw aiokafka on one broker.",
+        "smaller counts, 3 runs (~30 s)",
+        argv,
     )
-    parser.add_argument("--runs", type=int, default=None, help="runs per scenario (default 5)")
-    parser.add_argument("--quick", action="store_true", help="smaller counts, 3 runs (~30 s)")
-    parser.add_argument(
-        "--bootstrap-servers",
-        default=os.environ.get(ENV_BOOTSTRAP),
-        help=f"HOST:PORT of a broker (default: ${ENV_BOOTSTRAP}, else an embedded broker)",
-    )
-    parser.add_argument("--json", type=Path, default=None, help="also write results here")
-    args = parser.parse_args(argv)
-    runs = args.runs or (3 if args.quick else 5)
-    if runs < 1:
-        parser.error("--runs must be at least 1")
     counts = QUICK_COUNTS if args.quick else DEFAULT_COUNTS
 
-    # The library logs through structlog. A new topic's first writes may be retried while
-    # its leaders are elected (a warning); only errors belong in the report.
-    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.ERROR))
-
-    command = " ".join(shlex.quote(a) for a in [sys.executable, *sys.argv])
-    print(f"command: {command}")
-    print(
-        f"python {platform.python_version()} ({platform.python_implementation()}), "
-        f"aiokafka {aiokafka.__version__}, aiomq {aiomq.__version__}, "
-        f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPUs"
-    )
+    command = start_report()
     print(
         f"settings: acks=all, no compression, keys b'key-<i % 1000>', {runs} runs per scenario "
         "(client order rotates each run), warm-up per client"

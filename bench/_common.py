@@ -1,0 +1,76 @@
+"""What the benchmark scripts share: options, the report's header, and process measurements."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import platform
+import resource
+import shlex
+import sys
+from pathlib import Path
+
+import aiokafka
+import structlog
+
+import aiomq
+
+ENV_BOOTSTRAP = "AIOMQ_BOOTSTRAP_SERVERS"
+
+
+def parse_options(
+    prog: str, description: str, quick_help: str, argv: list[str] | None
+) -> tuple[argparse.Namespace, int]:
+    """Parse the options every benchmark takes; return them and the number of runs."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser.add_argument("--runs", type=int, default=None, help="runs per scenario (default 5)")
+    parser.add_argument("--quick", action="store_true", help=quick_help)
+    parser.add_argument(
+        "--bootstrap-servers",
+        default=os.environ.get(ENV_BOOTSTRAP),
+        help=f"HOST:PORT of a broker (default: ${ENV_BOOTSTRAP}, else an embedded broker)",
+    )
+    parser.add_argument("--json", type=Path, default=None, help="also write results here")
+    args = parser.parse_args(argv)
+    runs = args.runs or (3 if args.quick else 5)
+    if runs < 1:
+        parser.error("--runs must be at least 1")
+    return args, runs
+
+
+def start_report() -> str:
+    """Keep library logs to errors, print the command and the software measured.
+
+    Returns:
+        The command line, for the JSON results.
+    """
+    # The library logs through structlog; a group join or a new topic's first retried
+    # writes log below error level, and only errors belong in the report.
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.ERROR))
+    command = " ".join(shlex.quote(a) for a in [sys.executable, *sys.argv])
+    print(f"command: {command}")
+    print(
+        f"python {platform.python_version()} ({platform.python_implementation()}), "
+        f"aiokafka {aiokafka.__version__}, aiomq {aiomq.__version__}, "
+        f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPUs"
+    )
+    return command
+
+
+def rss_bytes() -> int:
+    """The resident set size of this process now (Linux), or its peak elsewhere."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak if sys.platform == "darwin" else peak * 1024
+
+
+def mib(n: int) -> str:
+    """A byte count in MiB, for the report."""
+    return f"{n / 1_048_576:.1f} MiB"
