@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Sequence
+from itertools import repeat
 from typing import Protocol, TypeAlias, cast
 
 from ._internal.hashing import crc32_ieee, fnv1a_32, fnv1a_32_cached, murmur2, murmur2_cached
@@ -125,6 +126,59 @@ _fnv1a_32.__qualname__ = "fnv1a_32"
 
 def _name(func: Callable[..., object]) -> str:
     return str(getattr(func, "__qualname__", None) or repr(func))
+
+
+_MEMO_LIMIT = 16_384
+"""The most keys a hash balancer remembers the partition of, before starting afresh."""
+
+
+class _KeyMemo:
+    """The partitions recently chosen for `bytes` keys, valid for one list of partitions.
+
+    A hash balancer's answer for a key depends only on the key and the offered
+    partitions, so a writer can look most keys up instead of hashing them again.
+    """
+
+    __slots__ = ("chosen", "partitions")
+
+    def __init__(self) -> None:
+        self.partitions: Sequence[int] = ()
+        self.chosen: dict[bytes, int] = {}
+
+    def for_partitions(self, partitions: Sequence[int]) -> dict[bytes, int]:
+        if partitions != self.partitions or len(self.chosen) > _MEMO_LIMIT:
+            self.partitions = partitions
+            self.chosen = {}
+        return self.chosen
+
+
+def balance_all(
+    balancer: Balancer,
+    messages: Sequence[Message],
+    keys: Sequence[bytes | None],
+    partitions: tuple[int, ...],
+) -> list[int]:
+    """Choose the partition of every message, as calling `balancer.balance` on each would.
+
+    Internal to aiomq. `keys` are the messages' keys, each `bytes` or `None`. aiomq's
+    hash balancers answer keys they have seen from a memo and are asked about the rest;
+    every other balancer is called once per message, in order.
+    """
+    memo: _KeyMemo | None = getattr(balancer, "_memo", None)
+    balance = balancer.balance
+    if memo is None:
+        return list(map(balance, messages, repeat(partitions)))
+    remembered = memo.for_partitions(partitions)
+    look_up: Callable[[bytes | None], int | None] = remembered.get  # type: ignore[assignment]
+    chosen = list(map(look_up, keys))
+    if None in chosen:
+        for index, partition in enumerate(chosen):
+            if partition is None:
+                partition = chosen[index] = balance(messages[index], partitions)
+                key = keys[index]
+                if key:  # None and empty keys may be spread at random: never remembered
+                    remembered[key] = partition
+    return chosen  # type: ignore[return-value]  # no None is left
 
 
 class RoundRobin:
@@ -229,7 +283,7 @@ class Hash:
             Default: False.
     """
 
-    __slots__ = ("_consistent", "_hasher", "_round_robin")
+    __slots__ = ("_consistent", "_hasher", "_memo", "_round_robin")
 
     def __init__(
         self, hasher: Callable[[bytes], int] | None = None, consistent: bool = False
@@ -237,6 +291,8 @@ class Hash:
         self._hasher: Callable[[bytes], int] = _fnv1a_32 if hasher is None else hasher
         self._consistent = consistent
         self._round_robin = RoundRobin()
+        # A hasher of the caller's own might not answer the same way twice: ask it always.
+        self._memo = _KeyMemo() if hasher is None else None
 
     def balance(self, message: Message, partitions: Sequence[int], /) -> int:
         """Return the partition for the message's key. See `Balancer.balance`."""
@@ -276,11 +332,13 @@ class ReferenceHash:
             `zlib.crc32`. Default: None, meaning FNV-1a, as in Sarama and kafka-go.
     """
 
-    __slots__ = ("_hasher", "_round_robin")
+    __slots__ = ("_hasher", "_memo", "_round_robin")
 
     def __init__(self, hasher: Callable[[bytes], int] | None = None) -> None:
         self._hasher: Callable[[bytes], int] = _fnv1a_32 if hasher is None else hasher
         self._round_robin = RoundRobin()
+        # A hasher of the caller's own might not answer the same way twice: ask it always.
+        self._memo = _KeyMemo() if hasher is None else None
 
     def balance(self, message: Message, partitions: Sequence[int], /) -> int:
         """Return the partition for the message's key. See `Balancer.balance`."""
@@ -315,11 +373,12 @@ class CRC32Balancer:
             of picking a random partition for them (`consistent_random`). Default: False.
     """
 
-    __slots__ = ("_choice", "_consistent")
+    __slots__ = ("_choice", "_consistent", "_memo")
 
     def __init__(self, consistent: bool = False) -> None:
         self._consistent = consistent
         self._choice = random.Random().choice
+        self._memo = _KeyMemo()
 
     def balance(self, message: Message, partitions: Sequence[int], /) -> int:
         """Return the partition for the message's key. See `Balancer.balance`."""
@@ -357,11 +416,12 @@ class Murmur2Balancer:
             instead of picking a random partition (`murmur2_random`). Default: False.
     """
 
-    __slots__ = ("_choice", "_consistent")
+    __slots__ = ("_choice", "_consistent", "_memo")
 
     def __init__(self, consistent: bool = False) -> None:
         self._consistent = consistent
         self._choice = random.Random().choice
+        self._memo = _KeyMemo()
 
     def balance(self, message: Message, partitions: Sequence[int], /) -> int:
         """Return the partition for the message's key. See `Balancer.balance`."""

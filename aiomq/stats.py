@@ -22,7 +22,8 @@ class WriterStats:
     """Messages the broker acknowledged (or, with `RequiredAcks.NONE`, that were sent)."""
 
     bytes: int
-    """Bytes of the acknowledged records (key, value and headers, before compression)."""
+    """Key, value and header bytes of the acknowledged messages (header names counted
+    in UTF-8), without record framing and before compression."""
 
     errors: int
     """Messages that failed for good: retries exhausted, a non-retriable error, or a

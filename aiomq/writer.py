@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import enum
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
+from operator import add, attrgetter, itemgetter
 from types import TracebackType
-from typing import Any, Final, Self
+from typing import Any, Final, Self, cast
 
 from aiokafka.client import AIOKafkaClient
 from aiokafka.record.default_records import DefaultRecordBatchBuilder
@@ -31,11 +34,11 @@ from aiomq._internal.errmap import map_errors
 from aiomq._internal.log import get_logger
 from aiomq._internal.metadata import topic_partitions
 from aiomq._internal.producer import (
+    Chunk,
     Completion,
     Counters,
     Producer,
     ProducerSettings,
-    Queued,
     WriteCall,
 )
 from aiomq._internal.security import connection_options, open_client
@@ -46,6 +49,7 @@ from aiomq.balancer import (
     Murmur2Balancer,
     always_offers_a_member,
     as_balancer,
+    balance_all,
 )
 from aiomq.dialer import Dialer
 from aiomq.errors import (
@@ -65,6 +69,19 @@ _METADATA_MAX_AGE: Final = 300.0
 _BYTES: Final = (bytes, bytearray, memoryview)
 _NO_HEADERS: Final[list[Any]] = []
 _size_of = DefaultRecordBatchBuilder.size_of
+_topic_of = itemgetter(0)
+_partition_of = itemgetter(1)
+_key_of = itemgetter(4)
+_value_of = itemgetter(5)
+_headers_of = itemgetter(6)
+_time_of = itemgetter(7)
+_tzinfo_of = attrgetter("tzinfo")
+_FEW: Final = 8
+_PLAIN_TYPES: Final = frozenset((bytes, type(None)))
+_TIME_TYPES: Final = frozenset((datetime, type(None)))
+# The most a record without headers adds to its key and value: the length varints of
+# key, value and header count (record framing proper is in _BATCH_OVERHEAD).
+_PLAIN_OVERHEAD: Final = 5 + 5 + 1
 # What a batch holding a single record adds around it: batch header and record framing.
 _BATCH_OVERHEAD: Final[int] = DefaultRecordBatchBuilder.estimate_size_in_bytes(
     None, None, []
@@ -91,6 +108,31 @@ class Compression(enum.IntEnum):
     SNAPPY = 2
     LZ4 = 3
     ZSTD = 4
+
+
+class _Group:
+    """The messages of one call bound for one partition, gathered one at a time."""
+
+    __slots__ = ("indices", "messages", "nbytes", "plain")
+
+    def __init__(self) -> None:
+        self.messages: list[Message] = []
+        self.indices: list[int] = []
+        self.nbytes = 0
+        self.plain = True
+
+
+def _header_bytes(headers: list[tuple[str, bytes | None]]) -> int:
+    return sum(len(name.encode()) + (0 if value is None else len(value)) for name, value in headers)
+
+
+def _lengths(items: list[bytes | None]) -> list[int] | None:
+    """The lengths of `items` (None counting as 0), or None when they are all empty."""
+    if None not in items:
+        return list(map(len, cast(list[bytes], items)))
+    if not any(items):
+        return None
+    return [0 if item is None else len(item) for item in items]
 
 
 def _codec_available(codec: Compression) -> bool:
@@ -397,20 +439,20 @@ class Writer:
             raise ClosedError("the writer was closed while the write waited for metadata")
         accepted = 0
         try:
-            for (topic, partition), items in groups.items():
+            for (topic, partition), chunk in groups:
                 if not producer.has_space():
                     await producer.wait_for_space()
-                producer.enqueue_many(topic, partition, items, call)
-                accepted += len(items)
+                producer.enqueue(topic, partition, chunk)
+                accepted += 1
         except ClosedError as exc:
             # The writer began closing while this call waited for room: what was accepted
             # is still delivered, the rest never leaves, and the caller learns which is which.
             if call is None or not accepted:
                 raise
-            in_order = [item for items in groups.values() for item in items]
-            for item in in_order[accepted:]:
-                call.errors[item[2]] = exc
-                call.failed += 1
+            for _where, chunk in groups[accepted:]:
+                for index in chunk.indices:
+                    call.errors[index] = exc
+                call.failed += len(chunk.indices)
             if not call.pending:
                 call.finish()
         finally:
@@ -430,17 +472,118 @@ class Writer:
 
     async def _plan(
         self, messages: Sequence[Message], call: WriteCall | None, now: float
-    ) -> dict[tuple[str, int], list[Queued]]:
+    ) -> list[tuple[tuple[str, int], Chunk]]:
         """Validate every message and choose its partition, before any is queued.
 
-        Returns the messages grouped by partition, in input order within each group.
+        Returns one chunk per partition, holding its messages in input order.
         """
+        # A few messages are cheaper to check one at a time than in passes over the call.
+        topic = self._common_topic(messages) if len(messages) >= _FEW else None
+        if topic is not None:
+            planned = await self._plan_plain(messages, topic, call, now)
+            if planned is not None:
+                return planned
+        return await self._plan_each(messages, call, now)
+
+    def _common_topic(self, messages: Sequence[Message]) -> str | None:
+        """The one topic of a call of well-formed `Message`s, or None to check each."""
+        if set(map(type, messages)) != {Message}:
+            return None
+        try:
+            topics = set(map(_topic_of, messages))
+        except TypeError:  # an unhashable topic: let the careful path say what is wrong
+            return None
+        default = self.config.topic
+        if default is not None:
+            topics.discard("")
+            return default if not topics or topics == {default} else None
+        if len(topics) != 1:
+            return None
+        (topic,) = topics
+        return topic if topic and topic.__class__ is str else None
+
+    async def _plan_plain(
+        self, messages: Sequence[Message], topic: str, call: WriteCall | None, now: float
+    ) -> list[tuple[tuple[str, int], Chunk]] | None:
+        """`_plan` in a few passes over the whole call, for the usual shape of input.
+
+        Handles messages to one topic, balanced, with `bytes` or `None` keys and values, no
+        headers and aware times or none. Returns None for anything else, or anything
+        possibly too large, and `_plan_each` then checks one message at a time.
+        """
+        try:
+            if set(map(_partition_of, messages)) != {-1}:
+                return None
+        except TypeError:
+            return None
+        keys = list(map(_key_of, messages))
+        values = list(map(_value_of, messages))
+        if not _PLAIN_TYPES.issuperset(map(type, keys)) or not _PLAIN_TYPES.issuperset(
+            map(type, values)
+        ):
+            return None
+        if any(map(_headers_of, messages)):
+            return None
+        timed = any(map(_time_of, messages))
+        if timed:
+            times = list(map(_time_of, messages))
+            if not _TIME_TYPES.issuperset(map(type, times)) or None in map(
+                _tzinfo_of, filter(None, times)
+            ):
+                return None
+        key_sizes, value_sizes = _lengths(keys), _lengths(values)
+        if key_sizes is None:
+            sizes = value_sizes or [0] * len(messages)
+        elif value_sizes is None:
+            sizes = key_sizes
+        else:
+            sizes = list(map(add, key_sizes, value_sizes))
+        if max(sizes) + _PLAIN_OVERHEAD > self.config.batch_bytes - _BATCH_OVERHEAD:
+            return None  # perhaps too large: the careful path decides, and says which
+        partitions = await self._partitions(topic)
+        chosen = balance_all(self._balancer, messages, keys, partitions)
+        distinct = set(chosen)
+        if not always_offers_a_member(self._balancer) and not distinct.issubset(partitions):
+            partition = next(p for p in chosen if p not in partitions)
+            raise ConfigError(
+                f"the balancer chose partition {partition!r} for topic {topic!r}, "
+                f"which has partitions {list(partitions)}"
+            )
+        if len(distinct) == 1:
+            indices: Sequence[int] = range(len(messages)) if call is not None else ()
+            chunk = Chunk(list(messages), call, indices, now, not timed, sum(sizes))
+            return [((topic, chosen[0]), chunk)]
+        # Group by partition, keeping input order within each group (sorted is stable).
+        order = sorted(range(len(messages)), key=chosen.__getitem__)
+        counts = Counter(chosen)
+        pick, size_at = messages.__getitem__, sizes.__getitem__
+        planned: list[tuple[tuple[str, int], Chunk]] = []
+        start = 0
+        for partition in sorted(distinct):
+            stop = start + counts[partition]
+            indices = order[start:stop]
+            chunk = Chunk(
+                list(map(pick, indices)),
+                call,
+                indices if call is not None else (),
+                now,
+                not timed,
+                sum(map(size_at, indices)),
+            )
+            planned.append(((topic, partition), chunk))
+            start = stop
+        return planned
+
+    async def _plan_each(
+        self, messages: Sequence[Message], call: WriteCall | None, now: float
+    ) -> list[tuple[tuple[str, int], Chunk]]:
+        """`_plan` for any input, one message at a time; raises on the first bad one."""
         default_topic = self.config.topic
         limit = self.config.batch_bytes - _BATCH_OVERHEAD
         size_of = _size_of
         balance = self._balancer.balance
         trusted = always_offers_a_member(self._balancer)
-        groups: dict[tuple[str, int], list[Queued]] = {}
+        groups: dict[tuple[str, int], _Group] = {}
         cached_topic = ""
         cached: tuple[int, ...] = ()
         index = -1
@@ -514,14 +657,32 @@ class Writer:
                     partition=partition,
                     detail=f"the topic has partitions {list(cached)}",
                 )
-            item: Queued = (message, call, index, size, now)
             where = (topic, partition)
             group = groups.get(where)
             if group is None:
-                groups[where] = [item]
-            else:
-                group.append(item)
-        return groups
+                group = groups[where] = _Group()
+            group.messages.append(message)
+            group.indices.append(index)
+            group.nbytes += (0 if key is None else len(key)) + (0 if value is None else len(value))
+            if listed:
+                group.nbytes += _header_bytes(listed)
+                group.plain = False
+            elif when is not None:
+                group.plain = False
+        return [
+            (
+                where,
+                Chunk(
+                    group.messages,
+                    call,
+                    group.indices if call is not None else (),
+                    now,
+                    group.plain,
+                    group.nbytes,
+                ),
+            )
+            for where, group in groups.items()
+        ]
 
     async def _partitions(self, topic: str) -> tuple[int, ...]:
         loop = asyncio.get_running_loop()

@@ -14,11 +14,12 @@ Every accepted message is settled exactly once: written (with its offset) or fai
 from __future__ import annotations
 
 import asyncio
-import operator
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
+from itertools import repeat
+from operator import itemgetter
 from typing import Any, Final, cast
 
 from aiokafka.client import AIOKafkaClient
@@ -28,16 +29,19 @@ from aiokafka.record.default_records import DefaultRecordBatchBuilder
 from aiokafka.structs import TopicPartition
 
 from aiomq._internal.backoff import backoff_delay
-from aiomq._internal.errmap import broker_error, map_errors
+from aiomq._internal.errmap import broker_error, map_errors, translate
 from aiomq.errors import BrokerConnectionError, BrokerError, ClosedError, Error, RequestTimeoutError
 from aiomq.message import Message, to_millis
 
-__all__ = ["Completion", "Producer", "ProducerSettings", "WriteCall"]
+__all__ = ["Chunk", "Completion", "Producer", "ProducerSettings", "WriteCall", "payload_bytes"]
 
 _LEADER_NOT_AVAILABLE: Final = 5
 _DUPLICATE_SEQUENCE: Final = 46
 _MAX_SEQUENCE: Final = 2**31
 _MAGIC: Final = 2
+# Batches for one broker share a request up to this size; the broker's own limit on a
+# request (socket.request.max.bytes) is 100 MiB by default.
+_REQUEST_BYTES: Final = 16 * 1024 * 1024
 
 Completion = Callable[[list[Message], Error | None], Awaitable[None] | None]
 """An async-mode outcome callback: the messages of one batch, and the error if it failed."""
@@ -61,13 +65,84 @@ class WriteCall:
             self.done.set_result(None)
 
 
-Queued = tuple[Message, WriteCall | None, int, int, float]
-"""A queued message: (message, call or None, index in the call, record size, time queued)."""
-
 _new_message = tuple.__new__
-_record_size = operator.itemgetter(3)
+_key_of = itemgetter(4)
+_value_of = itemgetter(5)
+_headers_of = itemgetter(6)
+_time_of = itemgetter(7)
+_data_of = itemgetter(8)
+# Below this many messages, a chunk is handled one message at a time: cheaper than
+# setting up the passes that serve larger chunks.
+_FEW: Final = 8
+# Runs an iterator to its end, keeping nothing.
+_exhaust: Final[Callable[[Any], None]] = deque[Any](maxlen=0).extend
 # Shared by every message without headers; the batch builder only reads it.
 _NO_HEADERS: Final[list[tuple[str, bytes]]] = []
+# The most a record without headers adds to its key and value in a batch: attributes,
+# offset and timestamp deltas, record length, and the key, value and header-count
+# lengths, each varint at its widest.
+_RECORD_FRAMING: Final = 1 + 5 + 10 + 5 + 5 + 5 + 1
+
+
+def payload_bytes(messages: Sequence[Message]) -> int:
+    """The key, value and header bytes of `messages` (what `WriterStats.bytes` counts)."""
+    total = sum(map(len, filter(None, map(_key_of, messages))))
+    total += sum(map(len, filter(None, map(_value_of, messages))))
+    for headers in filter(None, map(_headers_of, messages)):
+        for name, value in headers:
+            total += len(name.encode()) + (0 if value is None else len(value))
+    return total
+
+
+class Chunk:
+    """Messages of one write call for one partition, queued and sent together.
+
+    A batch takes whole chunks where it can, and splits one where a batch limit falls
+    inside it; settling a chunk builds its written messages in one pass.
+    """
+
+    __slots__ = ("call", "indices", "messages", "nbytes", "plain", "queued_at")
+
+    def __init__(
+        self,
+        messages: list[Message],
+        call: WriteCall | None,
+        indices: Sequence[int],
+        queued_at: float,
+        plain: bool,
+        nbytes: int,
+    ) -> None:
+        self.messages = messages
+        self.call = call
+        self.indices = indices
+        """Where each message stands in its call's input (empty without a call)."""
+        self.queued_at = queued_at
+        self.plain = plain
+        """No message has headers or a time of its own."""
+        self.nbytes = nbytes
+        """The key, value and header bytes of the messages."""
+
+    def split(self, count: int) -> Chunk:
+        """Detach and return the first `count` messages as a chunk of their own."""
+        messages = self.messages[:count]
+        head = Chunk(
+            messages,
+            self.call,
+            self.indices[:count] if self.call is not None else (),
+            self.queued_at,
+            self.plain,
+            payload_bytes(messages),
+        )
+        self.messages = self.messages[count:]
+        if self.call is not None:
+            self.indices = self.indices[count:]
+        self.nbytes -= head.nbytes
+        return head
+
+
+_Outgoing = tuple["_Partition", bytearray, "asyncio.Future[tuple[int, int] | Error]"]
+"""A batch waiting for the next request to its partition's leader, and where its answer
+goes."""
 
 
 class ProducerSettings:
@@ -133,6 +208,7 @@ class _Partition:
         "producer_id",
         "queue",
         "queued_bytes",
+        "queued_messages",
         "sequence",
         "task",
         "topic",
@@ -143,9 +219,10 @@ class _Partition:
         self.topic = topic
         self.partition = partition
         self.tp = TopicPartition(topic, partition)
-        self.queue: deque[Queued] = deque()
+        self.queue: deque[Chunk] = deque()
+        self.queued_messages = 0
         self.queued_bytes = 0
-        self.in_flight: list[Queued] = []
+        self.in_flight: list[Chunk] = []
         self.in_flight_bytes = 0
         self.task: asyncio.Task[None] | None = None
         self.full = asyncio.Event()
@@ -197,6 +274,8 @@ class Producer:
         self._space = asyncio.Event()
         self._space.set()
         self._background: set[asyncio.Task[None]] = set()
+        self._outgoing: dict[int, list[_Outgoing]] = {}
+        self._requests: set[asyncio.Task[None]] = set()
         self._closing = False
         self._producer_id = -1
         self._producer_epoch = -1
@@ -214,24 +293,27 @@ class Producer:
     def has_space(self) -> bool:
         return self.counters.queued < self._settings.queue_capacity
 
-    def enqueue_many(
-        self, topic: str, partition: int, items: list[Queued], call: WriteCall | None
-    ) -> None:
-        """Accept messages for one partition; from here on each is settled exactly once."""
+    def enqueue(self, topic: str, partition: int, chunk: Chunk) -> None:
+        """Accept a chunk for one partition; from here on each message is settled once."""
         if self._closing:
             raise ClosedError("the writer is closing; no more messages are accepted")
         key = (topic, partition)
         state = self._partitions.get(key)
         if state is None:
             state = self._partitions[key] = _Partition(topic, partition)
-        state.queue.extend(items)
-        state.queued_bytes += sum(map(_record_size, items))
-        count = len(items)
+        state.queue.append(chunk)
+        count = len(chunk.messages)
+        state.queued_messages += count
+        state.queued_bytes += chunk.nbytes
         self.counters.queued += count
+        call = chunk.call
         if call is not None:
             call.pending += count
         settings = self._settings
-        if len(state.queue) >= settings.batch_size or state.queued_bytes >= settings.batch_bytes:
+        if (
+            state.queued_messages >= settings.batch_size
+            or state.queued_bytes >= settings.batch_bytes
+        ):
             state.full.set()
         if state.task is None:
             state.task = self._loop.create_task(self._drain(state))
@@ -290,6 +372,7 @@ class Producer:
             self._fail(state, state.in_flight, reason)
             self._fail(state, list(state.queue), reason)
             state.queue.clear()
+            state.queued_messages = 0
             state.queued_bytes = 0
             if not isinstance(exc, Exception):
                 raise
@@ -298,9 +381,9 @@ class Producer:
 
     async def _linger(self, state: _Partition) -> None:
         settings = self._settings
-        deadline = state.queue[0][4] + settings.batch_timeout
+        deadline = state.queue[0].queued_at + settings.batch_timeout
         while (
-            len(state.queue) < settings.batch_size
+            state.queued_messages < settings.batch_size
             and state.queued_bytes < settings.batch_bytes
             and not self._closing
         ):
@@ -315,6 +398,7 @@ class Producer:
                 return
 
     def _build_batch(self, state: _Partition) -> tuple[bytearray, int]:
+        """Move queued chunks into `state.in_flight` and encode them as one record batch."""
         settings = self._settings
         builder = DefaultRecordBatchBuilder(
             _MAGIC,
@@ -329,22 +413,69 @@ class Producer:
         now_ms = int(time.time() * 1000)
         queue = state.queue
         taken = state.in_flight
-        append = builder.append
-        popleft = queue.popleft
-        keep = taken.append
-        no_headers = _NO_HEADERS
-        offset = 0
-        size = 0
-        for _ in range(min(settings.batch_size, len(queue))):
-            item = queue[0]
-            message = item[0]
+        append: Callable[..., Any] = builder.append
+        room = min(settings.batch_size, state.queued_messages)
+        limit = settings.batch_bytes
+        count = 0
+        nbytes = 0
+        while count < room:
+            chunk = queue[0]
+            messages = chunk.messages
+            if len(messages) > room - count:
+                chunk = chunk.split(room - count)
+                messages = chunk.messages
+            else:
+                queue.popleft()
+            n = len(messages)
+            if (
+                n >= _FEW
+                and chunk.plain
+                and builder.size() + chunk.nbytes + n * _RECORD_FRAMING <= limit
+            ):
+                # Every record fits for sure: encode them in one pass, no checks needed.
+                _exhaust(
+                    map(
+                        append,
+                        range(count, count + n),
+                        repeat(now_ms),
+                        map(_key_of, messages),
+                        map(_value_of, messages),
+                        repeat(_NO_HEADERS),
+                    )
+                )
+                fitted = n
+            else:
+                fitted = self._append_each(append, count, now_ms, messages)
+            if fitted < n:
+                # The batch is full in bytes: the rest of the chunk waits for the next one.
+                queue.appendleft(chunk)
+                if fitted == 0:
+                    break
+                chunk = chunk.split(fitted)
+            taken.append(chunk)
+            count += fitted
+            nbytes += chunk.nbytes
+            if fitted < n:
+                break
+        state.queued_messages -= count
+        state.queued_bytes -= nbytes
+        state.in_flight_bytes = nbytes
+        return builder.build(), now_ms
+
+    @staticmethod
+    def _append_each(
+        append: Callable[..., Any], offset: int, now_ms: int, messages: list[Message]
+    ) -> int:
+        """Append records one at a time until the batch is full; return how many fitted."""
+        fitted = 0
+        for message in messages:
             when = message[7]
             headers: list[Any] = message[6]  # type: ignore[assignment]
             if headers.__class__ is not list:
-                headers = list(headers) if headers else no_headers
+                headers = list(headers) if headers else _NO_HEADERS
             if (
                 append(
-                    offset,
+                    offset + fitted,
                     now_ms if when is None else to_millis(when),
                     message[4],
                     message[5],
@@ -352,26 +483,16 @@ class Producer:
                 )
                 is None
             ):
-                break  # the batch is full in bytes
-            offset += 1  # noqa: SIM113 - counts only the records the builder took
-            size += item[3]
-            keep(popleft())
-        state.queued_bytes -= size
-        state.in_flight_bytes = size
-        return builder.build(), now_ms
+                break
+            fitted += 1
+        return fitted
 
     async def _send(self, state: _Partition, data: bytearray, timestamp_ms: int) -> None:
         settings = self._settings
-        request = ProduceRequest(
-            transactional_id=None,
-            required_acks=settings.acks,
-            timeout=settings.timeout_ms,
-            topics=[(state.topic, [(state.partition, cast(bytes, data))])],
-        )
         attempt = 0
         while True:
             attempt += 1
-            error = await self._attempt(state, request)
+            error = await self._attempt(state, data)
             if isinstance(error, tuple):
                 base_offset, append_time_ms = error
                 self._succeed(state, base_offset, append_time_ms, timestamp_ms, len(data))
@@ -403,26 +524,103 @@ class Producer:
             except Exception:  # the next attempt reports what is still wrong
                 pass
 
-    async def _attempt(self, state: _Partition, request: ProduceRequest) -> tuple[int, int] | Error:
-        """Send the request once; return (base offset, append time) or the error."""
+    async def _attempt(self, state: _Partition, data: bytearray) -> tuple[int, int] | Error:
+        """Send the batch once; return (base offset, append time) or the error."""
         leader = self._client.cluster.leader_for_partition(state.tp)
         if leader is None or leader < 0:
             return broker_error(_LEADER_NOT_AVAILABLE, topic=state.topic, partition=state.partition)
+        answer: asyncio.Future[tuple[int, int] | Error] = self._loop.create_future()
+        outgoing = self._outgoing.get(leader)
+        if outgoing is None:
+            # The batches of every partition this broker leads that are ready in this turn
+            # of the event loop leave in one request.
+            outgoing = self._outgoing[leader] = []
+            self._loop.call_soon(self._dispatch, leader)
+        outgoing.append((state, data, answer))
+        return await answer
+
+    def _dispatch(self, leader: int) -> None:
+        """Send what waits for `leader`, in requests of at most `_REQUEST_BYTES`."""
+        entries = [entry for entry in self._outgoing.pop(leader) if not entry[2].done()]
+        start = 0
+        size = 0
+        for end, entry in enumerate(entries):
+            if size and size + len(entry[1]) > _REQUEST_BYTES:
+                self._start_request(leader, entries[start:end])
+                start, size = end, 0
+            size += len(entry[1])
+        if start < len(entries):
+            self._start_request(leader, entries[start:])
+
+    def _start_request(self, leader: int, entries: list[_Outgoing]) -> None:
+        task = self._loop.create_task(self._request(leader, entries))
+        self._requests.add(task)
+        task.add_done_callback(self._requests.discard)
+
+    async def _request(self, leader: int, entries: list[_Outgoing]) -> None:
+        """Send one produce request and hand each partition its own part of the answer."""
+        settings = self._settings
+        by_topic: dict[str, list[tuple[int, bytes]]] = {}
+        for state, data, _answer in entries:
+            by_topic.setdefault(state.topic, []).append((state.partition, cast(bytes, data)))
+        request = ProduceRequest(
+            transactional_id=None,
+            required_acks=settings.acks,
+            timeout=settings.timeout_ms,
+            topics=list(by_topic.items()),
+        )
         try:
-            with map_errors(
-                brokers=self._settings.brokers, topic=state.topic, partition=state.partition
-            ):
-                response = await self._client.send(leader, request)
-        except Error as exc:
-            return exc
+            response = await self._client.send(leader, request)
+        except Exception as exc:
+            for state, _data, answer in entries:
+                if answer.done():
+                    continue
+                mapped = (
+                    exc
+                    if isinstance(exc, Error)
+                    else translate(
+                        exc,
+                        brokers=settings.brokers,
+                        topic=state.topic,
+                        partition=state.partition,
+                    )
+                )
+                if mapped is None:
+                    answer.set_exception(exc)
+                else:
+                    if mapped is not exc:
+                        mapped.__cause__ = exc
+                    answer.set_result(mapped)
+            return
+        except BaseException:
+            for _state, _data, answer in entries:
+                answer.cancel()
+            raise
         if response is None:  # acks=0: the broker sends no answer
-            return (-1, -1)
-        partition_info = response.topics[0][1][0]
-        code = partition_info[1]
-        if code and code != _DUPLICATE_SEQUENCE:
-            return broker_error(code, topic=state.topic, partition=state.partition)
-        append_time = partition_info[3] if len(partition_info) > 3 else -1
-        return (partition_info[2], append_time)
+            for _state, _data, answer in entries:
+                if not answer.done():
+                    answer.set_result((-1, -1))
+            return
+        answers = {
+            (topic, info[0]): info for topic, partitions in response.topics for info in partitions
+        }
+        for state, _data, answer in entries:
+            if answer.done():
+                continue
+            info = answers.get((state.topic, state.partition))
+            if info is None:
+                answer.set_result(
+                    Error(
+                        f"the broker's produce answer left out topic {state.topic!r} "
+                        f"partition {state.partition}"
+                    )
+                )
+                continue
+            code = info[1]
+            if code and code != _DUPLICATE_SEQUENCE:
+                answer.set_result(broker_error(code, topic=state.topic, partition=state.partition))
+            else:
+                answer.set_result((info[2], info[3] if len(info) > 3 else -1))
 
     # -- settling -------------------------------------------------------------------------
 
@@ -434,14 +632,13 @@ class Producer:
         timestamp_ms: int,
         encoded_bytes: int,
     ) -> None:
-        records = state.in_flight
+        chunks = state.in_flight
         state.in_flight = []
-        count = len(records)
+        count = sum(len(chunk.messages) for chunk in chunks)
         if state.producer_id >= 0:
             state.sequence = (state.sequence + count) % _MAX_SEQUENCE
         counters = self.counters
-        now = self._loop.time()
-        elapsed = now - records[0][4]
+        elapsed = self._loop.time() - chunks[0].queued_at
         counters.batches += 1
         counters.messages += count
         counters.batch_bytes += encoded_bytes
@@ -450,72 +647,110 @@ class Producer:
         counters.batch_time_max = max(counters.batch_time_max, elapsed)
         counters.bytes += state.in_flight_bytes
         completion = self._settings.completion
-        wants_results = completion is not None
+        if completion is None and chunks[0].call is None:
+            # Async mode without a completion callback: nobody asks for the results.
+            self._release(count)
+            return
         # The broker's append time wins when the topic uses LogAppendTime.
         stamp_ms = append_time_ms if append_time_ms >= 0 else timestamp_ms
         batch_time = datetime.fromtimestamp(stamp_ms / 1000, UTC)
-        topic, partition = state.topic, state.partition
-        written_batch: list[Message] = []
-        finished: list[WriteCall] = []
-        if not wants_results and records[0][1] is None:
-            # Async mode without a completion callback: nobody asks for the results.
-            records = []
-        offset = base_offset - 1
-        known_offsets = base_offset >= 0
         own_times = append_time_ms < 0
-        for message, call, index, _size, _queued in records:
-            offset += 1
-            when = message[7]
-            written = _new_message(
-                Message,
-                (
-                    topic,
-                    partition,
-                    offset if known_offsets else -1,
-                    -1,
-                    message[4],
-                    message[5],
-                    message[6],
-                    when if own_times and when is not None else batch_time,
-                    message[8],
-                ),
-            )
+        topic, partition = repeat(state.topic), repeat(state.partition)
+        no_mark = repeat(-1)
+        written_batch: list[Message] = []
+        offset = base_offset
+        for chunk in chunks:
+            messages = chunk.messages
+            n = len(messages)
+            if n == 1:
+                message = messages[0]
+                when = message[7]
+                written = [
+                    _new_message(
+                        Message,
+                        (
+                            state.topic,
+                            state.partition,
+                            offset if base_offset >= 0 else -1,
+                            -1,
+                            message[4],
+                            message[5],
+                            message[6],
+                            when if own_times and when is not None else batch_time,
+                            message[8],
+                        ),
+                    )
+                ]
+            else:
+                if chunk.plain or not own_times:
+                    times: Any = repeat(batch_time)
+                else:
+                    times = [batch_time if t is None else t for t in map(_time_of, messages)]
+                written = list(
+                    map(
+                        _new_message,
+                        repeat(Message),
+                        zip(
+                            topic,
+                            partition,
+                            # With acks=0 the broker says nothing about offsets.
+                            range(offset, offset + n) if base_offset >= 0 else no_mark,
+                            no_mark,
+                            map(_key_of, messages),
+                            map(_value_of, messages),
+                            map(_headers_of, messages),
+                            times,
+                            map(_data_of, messages),
+                            strict=False,  # the repeats are endless; the maps set the length
+                        ),
+                    )
+                )
+            offset += n
+            call = chunk.call
             if call is not None:
-                call.written[index] = written
-                call.pending -= 1
+                slots = call.written
+                if n == len(slots):  # the whole call went to this partition
+                    call.written = written  # type: ignore[assignment]  # nothing is None
+                else:
+                    for index, message in zip(chunk.indices, written, strict=True):
+                        slots[index] = message
+                call.pending -= n
                 if not call.pending:
-                    finished.append(call)
-            if wants_results:
-                written_batch.append(written)
-        for call in finished:
-            call.finish()
+                    call.finish()
+            if completion is not None:
+                written_batch += written
         self._release(count)
         if completion is not None:
             self._complete(completion, written_batch, None)
 
-    def _fail(self, state: _Partition, records: list[Queued], error: Error) -> None:
-        if not records:
+    def _fail(self, state: _Partition, chunks: list[Chunk], error: Error) -> None:
+        if not chunks:
             return
-        if records is state.in_flight:
+        if chunks is state.in_flight:
             state.in_flight = []
-        self.counters.errors += len(records)
+        count = sum(len(chunk.messages) for chunk in chunks)
+        self.counters.errors += count
         self._log.error(
             "write_failed",
             topic=state.topic,
             partition=state.partition,
-            messages=len(records),
+            messages=count,
             error=str(error),
         )
         failed: list[Message] = []
-        for message, call, index, _size, _queued in records:
+        for chunk in chunks:
+            call = chunk.call
             if call is not None:
-                call.errors[index] = error
-                call.failed += 1
-                call.pending -= 1
+                errors = call.errors
+                for index in chunk.indices:
+                    errors[index] = error
+                n = len(chunk.messages)
+                call.failed += n
+                call.pending -= n
                 if not call.pending:
                     call.finish()
-            failed.append(message)
-        self._release(len(records))
+            failed += chunk.messages
+        self._release(count)
         completion = self._settings.completion
         if completion is not None:
             self._complete(completion, failed, error)
@@ -558,6 +793,11 @@ class Producer:
                 task.cancel()
             if pending:
                 await asyncio.wait(pending)
+        for request in list(self._requests):
+            # Every partition waiting on it has finished or given up.
+            request.cancel()
+        if self._requests:
+            await asyncio.wait(self._requests)
         if self._background:
             _done, late = await asyncio.wait(self._background, timeout=max(deadline, 0.1))
             for task in late:
