@@ -542,7 +542,10 @@ class Writer:
             return None  # perhaps too large: the careful path decides, and says which
         partitions = await self._partitions(topic)
         chosen = balance_all(self._balancer, messages, keys, partitions)
-        distinct = set(chosen)
+        try:
+            distinct = set(chosen)
+        except TypeError:  # an unhashable answer: the careful path reports it
+            return None
         if not always_offers_a_member(self._balancer) and not distinct.issubset(partitions):
             partition = next(p for p in chosen if p not in partitions)
             raise ConfigError(

@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from aiomq import (
+    ConfigError,
     InvalidMessageError,
     Message,
     MessageTooLargeError,
@@ -191,3 +192,19 @@ async def test_a_call_with_times_in_passes_keeps_each_messages_own_time(
             assert result.time == message.time
     records = await read_all(bootstrap_servers, partitions_of(topic, 1))
     assert [r.timestamp for r in records] == [epoch_ms(m.time) for m in written]  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("answer", [[0], 99, "0"], ids=["unhashable", "absent", "not-an-int"])
+async def test_a_balancer_answer_outside_the_partitions_fails_a_large_call_and_writes_nothing(
+    bootstrap_servers: str, topic: str, answer: object
+) -> None:
+    await create_topic(bootstrap_servers, topic, 2)
+
+    async with Writer(
+        brokers=[bootstrap_servers], topic=topic, balancer=lambda message, partitions: answer
+    ) as writer:
+        with pytest.raises(ConfigError) as caught:
+            await writer.write_messages(*numbered(MANY))
+
+    assert "the balancer chose partition" in str(caught.value)
+    assert await read_all(bootstrap_servers, partitions_of(topic, 2)) == []
