@@ -436,7 +436,9 @@ class Reader:
             self._commits.end_position_commits()
         buffer = self._buffer
         while not buffer:
-            await fill(self)
+            taken = await fill(self, max_messages)
+            if taken is not None:
+                return taken
         if max_messages >= len(buffer):
             taken = list(buffer)
             buffer.clear()
@@ -489,8 +491,15 @@ class Reader:
             raise
 
     def _high_water(self, tp: _TP) -> int | None:
+        # Called by the record hook while aiokafka handles a fetch response.
         consumer = self._consumer
-        return None if consumer is None else consumer.highwater(tp)
+        if consumer is None:
+            return None
+        try:
+            high_water: int | None = consumer.highwater(tp)
+        except AssertionError:  # no longer assigned; its records will be dropped
+            return None
+        return high_water
 
     # -- single-partition positioning -----------------------------------------------------
 

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Final
 from aiokafka import AIOKafkaConsumer
 
 from aiomq._internal.errmap import map_errors
-from aiomq._internal.records import MessageFactory
+from aiomq._internal.records import MessageFactory, message_bytes
 from aiomq._internal.security import connection_options
 from aiomq.errors import ClosedError, Error
 from aiomq.message import Message
@@ -89,7 +89,7 @@ async def stop_consumer(consumer: AIOKafkaConsumer, log: Any) -> None:
             await consumer._client.close()
 
 
-async def fill(reader: Reader) -> None:
+async def fill(reader: Reader, take: int = 0) -> list[Message] | None:
     """Fetch once, and add the messages of partitions the reader owns to its buffer.
 
     A pending `set_offset` is applied first. A fetch may bring nothing, when nothing
@@ -97,6 +97,12 @@ async def fill(reader: Reader) -> None:
 
     Args:
         reader: The reader to fill.
+        take: When the buffer is empty and the fetch brings one partition's messages, at
+            most `take` of them, return them instead of buffering them (a batch read then
+            copies nothing). 0 always buffers.
+
+    Returns:
+        The messages taken, or None when they went to the buffer (or there were none).
 
     Raises:
         ClosedError: The reader is closed, or was closed during the fetch.
@@ -108,7 +114,7 @@ async def fill(reader: Reader) -> None:
     config = reader.config
     try:
         with map_errors(brokers=config.brokers, topic=config.topic):
-            batch = await consumer.getmany(
+            batch: dict[Any, list[Any]] = await consumer.getmany(
                 timeout_ms=max(100, int(config.max_wait * 1000)),
                 max_records=config.queue_capacity,
             )
@@ -120,17 +126,39 @@ async def fill(reader: Reader) -> None:
     if reader._state != "open":
         raise ClosedError(f"the Reader is {reader._state}")
     if not batch:
-        return
-    reader._counts["fetches"] += 1
+        return None
+    counts = reader._counts
+    counts["fetches"] += 1
+    factory = reader._factory
+    if factory is not None:
+        # Every message getmany built is in `batch`: take their bytes now, and give back
+        # those of partitions dropped below.
+        counts["bytes"] += factory.bytes
+        factory.bytes = 0
+    assigned = reader._assigned
+    kept: list[list[Message]] = []
     for tp, records in batch.items():
-        key = (tp.topic, tp.partition)
-        if key not in reader._assigned:
-            # Fetched just before a revocation: another member owns these now.
+        if not records:
             continue
-        high_water = consumer.highwater(tp)
-        reader._buffer.extend(
-            to_messages(reader, key, records, -1 if high_water is None else high_water)
-        )
+        key = (tp.topic, tp.partition)
+        built = records[0].__class__ is Message
+        if key not in assigned:
+            # Fetched just before a revocation: another member owns these now.
+            if built:
+                counts["bytes"] -= message_bytes(records)
+            continue
+        if built:
+            kept.append(to_messages(reader, key, records, -1))
+        else:
+            high_water = consumer.highwater(tp)
+            kept.append(to_messages(reader, key, records, -1 if high_water is None else high_water))
+    buffer = reader._buffer
+    # Only an empty buffer may be bypassed: what it holds was fetched earlier and goes first.
+    if len(kept) == 1 and not buffer and len(kept[0]) <= take:
+        return kept[0]
+    for messages in kept:
+        buffer.extend(messages)
+    return None
 
 
 def to_messages(
