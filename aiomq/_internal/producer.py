@@ -29,7 +29,7 @@ from aiokafka.record.default_records import DefaultRecordBatchBuilder
 from aiokafka.structs import TopicPartition
 
 from aiomq._internal.backoff import backoff_delay
-from aiomq._internal.errmap import broker_error, map_errors, translate
+from aiomq._internal.errmap import broker_error, map_errors
 from aiomq.errors import BrokerConnectionError, BrokerError, ClosedError, Error, RequestTimeoutError
 from aiomq.message import Message, to_millis
 
@@ -39,9 +39,6 @@ _LEADER_NOT_AVAILABLE: Final = 5
 _DUPLICATE_SEQUENCE: Final = 46
 _MAX_SEQUENCE: Final = 2**31
 _MAGIC: Final = 2
-# Batches for one broker share a request up to this size; the broker's own limit on a
-# request (socket.request.max.bytes) is 100 MiB by default.
-_REQUEST_BYTES: Final = 16 * 1024 * 1024
 
 Completion = Callable[[list[Message], Error | None], Awaitable[None] | None]
 """An async-mode outcome callback: the messages of one batch, and the error if it failed."""
@@ -138,11 +135,6 @@ class Chunk:
             self.indices = self.indices[count:]
         self.nbytes -= head.nbytes
         return head
-
-
-_Outgoing = tuple["_Partition", bytearray, "asyncio.Future[tuple[int, int] | Error]"]
-"""A batch waiting for the next request to its partition's leader, and where its answer
-goes."""
 
 
 class ProducerSettings:
@@ -274,8 +266,6 @@ class Producer:
         self._space = asyncio.Event()
         self._space.set()
         self._background: set[asyncio.Task[None]] = set()
-        self._outgoing: dict[int, list[_Outgoing]] = {}
-        self._requests: set[asyncio.Task[None]] = set()
         self._closing = False
         self._producer_id = -1
         self._producer_epoch = -1
@@ -529,98 +519,25 @@ class Producer:
         leader = self._client.cluster.leader_for_partition(state.tp)
         if leader is None or leader < 0:
             return broker_error(_LEADER_NOT_AVAILABLE, topic=state.topic, partition=state.partition)
-        answer: asyncio.Future[tuple[int, int] | Error] = self._loop.create_future()
-        outgoing = self._outgoing.get(leader)
-        if outgoing is None:
-            # The batches of every partition this broker leads that are ready in this turn
-            # of the event loop leave in one request.
-            outgoing = self._outgoing[leader] = []
-            self._loop.call_soon(self._dispatch, leader)
-        outgoing.append((state, data, answer))
-        return await answer
-
-    def _dispatch(self, leader: int) -> None:
-        """Send what waits for `leader`, in requests of at most `_REQUEST_BYTES`."""
-        entries = [entry for entry in self._outgoing.pop(leader) if not entry[2].done()]
-        start = 0
-        size = 0
-        for end, entry in enumerate(entries):
-            if size and size + len(entry[1]) > _REQUEST_BYTES:
-                self._start_request(leader, entries[start:end])
-                start, size = end, 0
-            size += len(entry[1])
-        if start < len(entries):
-            self._start_request(leader, entries[start:])
-
-    def _start_request(self, leader: int, entries: list[_Outgoing]) -> None:
-        task = self._loop.create_task(self._request(leader, entries))
-        self._requests.add(task)
-        task.add_done_callback(self._requests.discard)
-
-    async def _request(self, leader: int, entries: list[_Outgoing]) -> None:
-        """Send one produce request and hand each partition its own part of the answer."""
         settings = self._settings
-        by_topic: dict[str, list[tuple[int, bytes]]] = {}
-        for state, data, _answer in entries:
-            by_topic.setdefault(state.topic, []).append((state.partition, cast(bytes, data)))
         request = ProduceRequest(
             transactional_id=None,
             required_acks=settings.acks,
             timeout=settings.timeout_ms,
-            topics=list(by_topic.items()),
+            topics=[(state.topic, [(state.partition, cast(bytes, data))])],
         )
         try:
-            response = await self._client.send(leader, request)
-        except Exception as exc:
-            for state, _data, answer in entries:
-                if answer.done():
-                    continue
-                mapped = (
-                    exc
-                    if isinstance(exc, Error)
-                    else translate(
-                        exc,
-                        brokers=settings.brokers,
-                        topic=state.topic,
-                        partition=state.partition,
-                    )
-                )
-                if mapped is None:
-                    answer.set_exception(exc)
-                else:
-                    if mapped is not exc:
-                        mapped.__cause__ = exc
-                    answer.set_result(mapped)
-            return
-        except BaseException:
-            for _state, _data, answer in entries:
-                answer.cancel()
-            raise
+            with map_errors(brokers=settings.brokers, topic=state.topic, partition=state.partition):
+                response = await self._client.send(leader, request)
+        except Error as exc:
+            return exc
         if response is None:  # acks=0: the broker sends no answer
-            for _state, _data, answer in entries:
-                if not answer.done():
-                    answer.set_result((-1, -1))
-            return
-        answers = {
-            (topic, info[0]): info for topic, partitions in response.topics for info in partitions
-        }
-        for state, _data, answer in entries:
-            if answer.done():
-                continue
-            info = answers.get((state.topic, state.partition))
-            if info is None:
-                answer.set_result(
-                    Error(
-                        f"the broker's produce answer left out topic {state.topic!r} "
-                        f"partition {state.partition}"
-                    )
-                )
-                continue
-            code = info[1]
-            if code and code != _DUPLICATE_SEQUENCE:
-                answer.set_result(broker_error(code, topic=state.topic, partition=state.partition))
-            else:
-                answer.set_result((info[2], info[3] if len(info) > 3 else -1))
+            return (-1, -1)
+        info = response.topics[0][1][0]
+        code = info[1]
+        if code and code != _DUPLICATE_SEQUENCE:
+            return broker_error(code, topic=state.topic, partition=state.partition)
+        return (info[2], info[3] if len(info) > 3 else -1)
 
     # -- settling -------------------------------------------------------------------------
 
@@ -793,11 +710,6 @@ class Producer:
                 task.cancel()
             if pending:
                 await asyncio.wait(pending)
-        for request in list(self._requests):
-            # Every partition waiting on it has finished or given up.
-            request.cancel()
-        if self._requests:
-            await asyncio.wait(self._requests)
         if self._background:
             _done, late = await asyncio.wait(self._background, timeout=max(deadline, 0.1))
             for task in late:

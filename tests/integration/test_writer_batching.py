@@ -2,9 +2,9 @@
 
 A call's messages are checked and balanced in a few passes when they have the usual
 shape (one topic, no headers), and one by one otherwise; batches take whole calls or
-parts of them; and the batches of every partition a broker leads leave together, in
-one produce request. Whatever the path, what is read back must be exactly what was
-written, in order, and a bad message must be named by its place in the call.
+parts of them, and each goes to its partition's leader. Whatever the path, what is read
+back must be exactly what was written, in order, and a bad message must be named by its
+place in the call.
 """
 
 from __future__ import annotations
@@ -136,28 +136,7 @@ async def test_a_bad_message_deep_in_a_large_call_is_named_by_its_place_and_noth
     assert await read_all(bootstrap_servers, partitions_of(topic, 2)) == []
 
 
-async def test_the_batches_of_partitions_with_one_leader_share_a_produce_request(
-    mock_cluster: MockCluster, topic: str
-) -> None:
-    create_mock_topic(mock_cluster, topic)  # three partitions, each led by its own broker
-    other = f"{topic}-shared"
-    mock_cluster.create_topic(other, partitions=6, replication_factor=3)
-    for partition in range(6):
-        mock_cluster.set_partition_leader(other, partition, 1)
-
-    async with Writer(brokers=brokers(mock_cluster), topic=other, balancer=RoundRobin()) as writer:
-        await writer.write_messages(*numbered(6))  # metadata and connections settle
-        mock_cluster.start_request_tracking()
-        written = await writer.write_messages(*numbered(MANY))
-        stats = writer.stats()
-
-    assert {m.partition for m in written} == set(range(6))
-    assert stats.batches == 12
-    produce = mock_cluster.requests(ApiKey.PRODUCE)
-    assert [r.broker_id for r in produce] == [1]
-
-
-async def test_batches_for_different_leaders_go_to_each_leader_in_its_own_request(
+async def test_each_partitions_batch_goes_to_that_partitions_leader(
     mock_cluster: MockCluster, topic: str
 ) -> None:
     partitions = create_mock_topic(mock_cluster, topic)
