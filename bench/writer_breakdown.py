@@ -1,0 +1,118 @@
+"""Where the time of the Writer's throughput loop goes, part by part.
+
+Runs the loop of `bench/writer.py`'s 100-byte throughput row (sequential calls of 1,000
+keyed messages) against an embedded broker, timing the Writer's internal steps and the
+event loop's waits, and prints the microseconds each part takes per message. It patches
+private methods, so it measures this version of aiomq only; it is a tool for working on
+the Writer, not a comparison with anything.
+
+    .venv/bin/python bench/writer_breakdown.py [--calls 400] [--rounds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import time
+from collections.abc import Callable
+from typing import Any
+
+from aiomq import Message, Writer
+from aiomq._internal.producer import Producer
+from aiomq.testing import EmbeddedBroker
+
+KEYS = [b"key-%d" % i for i in range(1000)]
+CALL_SIZE = 1000
+
+spent: dict[str, float] = {}
+
+
+def timing(owner: type, name: str, label: str, *, is_async: bool = False) -> None:
+    """Replace `owner.name` with a wrapper adding its duration to `spent[label]`."""
+    original: Callable[..., Any] = getattr(owner, name)
+    clock = time.perf_counter
+    if is_async:
+
+        async def timed_async(*args: Any, **kwargs: Any) -> Any:
+            start = clock()
+            try:
+                return await original(*args, **kwargs)
+            finally:
+                spent[label] = spent.get(label, 0.0) + clock() - start
+
+        setattr(owner, name, timed_async)
+    else:
+
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            start = clock()
+            try:
+                return original(*args, **kwargs)
+            finally:
+                spent[label] = spent.get(label, 0.0) + clock() - start
+
+        setattr(owner, name, timed)
+
+
+def time_waits(loop: asyncio.AbstractEventLoop) -> None:
+    """Count the time the event loop spends blocked in its selector as idle."""
+    selector: Any = getattr(loop, "_selector")  # noqa: B009 - a private attribute
+    select = selector.select
+    clock = time.perf_counter
+
+    def timed_select(timeout: float | None = None) -> Any:
+        start = clock()
+        try:
+            return select(timeout)
+        finally:
+            spent["waiting for the broker, client idle"] = (
+                spent.get("waiting for the broker, client idle", 0.0) + clock() - start
+            )
+
+    selector.select = timed_select
+
+
+async def one_round(bootstrap: str, calls: int) -> tuple[float, dict[str, float]]:
+    async with Writer(brokers=[bootstrap], topic="breakdown", allow_auto_topic_creation=True) as w:
+        values = [os.urandom(100)] * CALL_SIZE
+        await w.write_messages(
+            *[Message(key=k, value=v) for k, v in zip(KEYS, values, strict=True)]
+        )
+        time_waits(asyncio.get_running_loop())
+        spent.clear()
+        building = 0.0
+        clock = time.perf_counter
+        start = clock()
+        for _ in range(calls):
+            mark = clock()
+            messages = [Message(key=KEYS[j], value=v) for j, v in enumerate(values)]
+            building += clock() - mark
+            await w.write_messages(*messages)
+        wall = clock() - start
+    parts = {"the caller building the Message objects": building, **spent}
+    return wall, parts
+
+
+async def main(calls: int, rounds: int) -> None:
+    timing(Writer, "_plan", "checking, sizing and balancing (_plan)", is_async=True)
+    timing(Producer, "_build_batch", "encoding record batches (_build_batch)")
+    timing(Producer, "_succeed", "building the written messages (_succeed)")
+    async with EmbeddedBroker() as broker:
+        for number in range(1, rounds + 1):
+            wall, parts = await one_round(broker.bootstrap_servers, calls)
+            messages = calls * CALL_SIZE
+            per_message = wall / messages * 1e6
+            print(f"round {number}: {messages / wall:,.0f} msg/s, {per_message:.2f} µs a message")
+            for label, seconds in parts.items():
+                print(f"  {label:44s} {seconds / messages * 1e6:5.2f} µs")
+            rest = wall - sum(parts.values())
+            label = "the rest: requests, answers, tasks"
+            print(f"  {label:44s} {rest / messages * 1e6:5.2f} µs")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--calls", type=int, default=400, help="calls of 1,000 messages per round")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds, each on a new writer")
+    options = parser.parse_args()
+    asyncio.run(main(options.calls, options.rounds))
