@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import enum
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -77,7 +76,8 @@ _headers_of = itemgetter(6)
 _time_of = itemgetter(7)
 _tzinfo_of = attrgetter("tzinfo")
 _FEW: Final = 8
-_PLAIN_TYPES: Final = frozenset((bytes, type(None)))
+_NONE_TYPE: Final = type(None)
+_PLAIN_TYPES: Final = frozenset((bytes, _NONE_TYPE))
 _TIME_TYPES: Final = frozenset((datetime, type(None)))
 # The most a record without headers adds to its key and value: the length varints of
 # key, value and header count (record framing proper is in _BATCH_OVERHEAD).
@@ -126,11 +126,12 @@ def _header_bytes(headers: list[tuple[str, bytes | None]]) -> int:
     return sum(len(name.encode()) + (0 if value is None else len(value)) for name, value in headers)
 
 
-def _lengths(items: list[bytes | None]) -> list[int] | None:
-    """The lengths of `items` (None counting as 0), or None when they are all empty."""
-    if None not in items:
+def _lengths(items: list[bytes | None], types: set[type]) -> list[int] | None:
+    """The lengths of `items`, whose types are `types` (None counting as 0), or None when
+    they are all None."""
+    if _NONE_TYPE not in types:
         return list(map(len, cast(list[bytes], items)))
-    if not any(items):
+    if len(types) == 1:
         return None
     return [0 if item is None else len(item) for item in items]
 
@@ -518,9 +519,9 @@ class Writer:
             return None
         keys = list(map(_key_of, messages))
         values = list(map(_value_of, messages))
-        if not _PLAIN_TYPES.issuperset(map(type, keys)) or not _PLAIN_TYPES.issuperset(
-            map(type, values)
-        ):
+        key_types = set(map(type, keys))
+        value_types = set(map(type, values))
+        if not _PLAIN_TYPES.issuperset(key_types) or not _PLAIN_TYPES.issuperset(value_types):
             return None
         if any(map(_headers_of, messages)):
             return None
@@ -531,7 +532,7 @@ class Writer:
                 _tzinfo_of, filter(None, times)
             ):
                 return None
-        key_sizes, value_sizes = _lengths(keys), _lengths(values)
+        key_sizes, value_sizes = _lengths(keys, key_types), _lengths(values, value_types)
         if key_sizes is None:
             sizes = value_sizes or [0] * len(messages)
         elif value_sizes is None:
@@ -558,12 +559,11 @@ class Writer:
             return [((topic, chosen[0]), chunk)]
         # Group by partition, keeping input order within each group (sorted is stable).
         order = sorted(range(len(messages)), key=chosen.__getitem__)
-        counts = Counter(chosen)
         pick, size_at = messages.__getitem__, sizes.__getitem__
         planned: list[tuple[tuple[str, int], Chunk]] = []
         start = 0
         for partition in sorted(distinct):
-            stop = start + counts[partition]
+            stop = start + chosen.count(partition)
             indices = order[start:stop]
             chunk = Chunk(
                 list(map(pick, indices)),
