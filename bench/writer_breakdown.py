@@ -6,7 +6,10 @@ event loop's waits, and prints the microseconds each part takes per message. It 
 private methods, so it measures this version of aiomq only; it is a tool for working on
 the Writer, not a comparison with anything.
 
-    .venv/bin/python bench/writer_breakdown.py [--calls 400] [--rounds 3]
+    .venv/bin/python bench/writer_breakdown.py [--calls 400] [--rounds 3] [--async-mode]
+
+With --async-mode the writer queues each call and a completion callback counts the
+acknowledged messages; a round ends when all of them are.
 """
 
 from __future__ import annotations
@@ -72,8 +75,23 @@ def time_waits(loop: asyncio.AbstractEventLoop) -> None:
     selector.select = timed_select
 
 
-async def one_round(bootstrap: str, calls: int) -> tuple[float, dict[str, float]]:
-    async with Writer(brokers=[bootstrap], topic="breakdown", allow_auto_topic_creation=True) as w:
+async def one_round(bootstrap: str, calls: int, async_mode: bool) -> tuple[float, dict[str, float]]:
+    acknowledged = 0
+    everything = asyncio.Event()
+
+    def count(messages: list[Message], error: object) -> None:
+        nonlocal acknowledged
+        acknowledged += len(messages)
+        if acknowledged >= (calls + 1) * CALL_SIZE:
+            everything.set()
+
+    async with Writer(
+        brokers=[bootstrap],
+        topic="breakdown",
+        allow_auto_topic_creation=True,
+        async_mode=async_mode,
+        completion=count if async_mode else None,
+    ) as w:
         values = [os.urandom(100)] * CALL_SIZE
         await w.write_messages(
             *[Message(key=k, value=v) for k, v in zip(KEYS, values, strict=True)]
@@ -88,18 +106,20 @@ async def one_round(bootstrap: str, calls: int) -> tuple[float, dict[str, float]
             messages = [Message(key=KEYS[j], value=v) for j, v in enumerate(values)]
             building += clock() - mark
             await w.write_messages(*messages)
+        if async_mode:
+            await everything.wait()
         wall = clock() - start
     parts = {"the caller building the Message objects": building, **spent}
     return wall, parts
 
 
-async def main(calls: int, rounds: int) -> None:
+async def main(calls: int, rounds: int, async_mode: bool) -> None:
     timing(Writer, "_plan", "checking, sizing and balancing (_plan)", is_async=True)
     timing(Producer, "_build_batch", "encoding record batches (_build_batch)")
     timing(Producer, "_succeed", "building the written messages (_succeed)")
     async with EmbeddedBroker() as broker:
         for number in range(1, rounds + 1):
-            wall, parts = await one_round(broker.bootstrap_servers, calls)
+            wall, parts = await one_round(broker.bootstrap_servers, calls, async_mode)
             messages = calls * CALL_SIZE
             per_message = wall / messages * 1e6
             print(f"round {number}: {messages / wall:,.0f} msg/s, {per_message:.2f} µs a message")
@@ -114,5 +134,6 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=400, help="calls of 1,000 messages per round")
     parser.add_argument("--rounds", type=int, default=3, help="rounds, each on a new writer")
+    parser.add_argument("--async-mode", action="store_true", help="write in async mode")
     options = parser.parse_args()
-    asyncio.run(main(options.calls, options.rounds))
+    asyncio.run(main(options.calls, options.rounds, options.async_mode))
