@@ -33,12 +33,14 @@ from aiomq._internal.errmap import map_errors
 from aiomq._internal.log import get_logger
 from aiomq._internal.metadata import topic_partitions
 from aiomq._internal.producer import (
+    FEW,
     Chunk,
     Completion,
     Counters,
     Producer,
     ProducerSettings,
     WriteCall,
+    header_bytes,
 )
 from aiomq._internal.security import connection_options, open_client
 from aiomq._internal.shield import finish_shielded
@@ -75,7 +77,6 @@ _value_of = itemgetter(5)
 _headers_of = itemgetter(6)
 _time_of = itemgetter(7)
 _tzinfo_of = attrgetter("tzinfo")
-_FEW: Final = 8
 _NONE_TYPE: Final = type(None)
 _PLAIN_TYPES: Final = frozenset((bytes, _NONE_TYPE))
 _TIME_TYPES: Final = frozenset((datetime, type(None)))
@@ -120,10 +121,6 @@ class _Group:
         self.indices: list[int] = []
         self.nbytes = 0
         self.plain = True
-
-
-def _header_bytes(headers: list[tuple[str, bytes | None]]) -> int:
-    return sum(len(name.encode()) + (0 if value is None else len(value)) for name, value in headers)
 
 
 def _lengths(items: list[bytes | None], types: set[type]) -> list[int] | None:
@@ -479,7 +476,7 @@ class Writer:
         Returns one chunk per partition, holding its messages in input order.
         """
         # A few messages are cheaper to check one at a time than in passes over the call.
-        topic = self._common_topic(messages) if len(messages) >= _FEW else None
+        topic = self._common_topic(messages) if len(messages) >= FEW else None
         if topic is not None:
             planned = await self._plan_plain(messages, topic, call, now)
             if planned is not None:
@@ -668,7 +665,7 @@ class Writer:
             group.indices.append(index)
             group.nbytes += (0 if key is None else len(key)) + (0 if value is None else len(value))
             if listed:
-                group.nbytes += _header_bytes(listed)
+                group.nbytes += header_bytes(listed)
                 group.plain = False
             elif when is not None:
                 group.plain = False

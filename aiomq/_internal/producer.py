@@ -33,7 +33,16 @@ from aiomq._internal.errmap import broker_error, map_errors
 from aiomq.errors import BrokerConnectionError, BrokerError, ClosedError, Error, RequestTimeoutError
 from aiomq.message import Message, to_millis
 
-__all__ = ["Chunk", "Completion", "Producer", "ProducerSettings", "WriteCall", "payload_bytes"]
+__all__ = [
+    "Chunk",
+    "FEW",
+    "Completion",
+    "Producer",
+    "ProducerSettings",
+    "WriteCall",
+    "header_bytes",
+    "payload_bytes",
+]
 
 _LEADER_NOT_AVAILABLE: Final = 5
 _DUPLICATE_SEQUENCE: Final = 46
@@ -68,9 +77,9 @@ _value_of = itemgetter(5)
 _headers_of = itemgetter(6)
 _time_of = itemgetter(7)
 _data_of = itemgetter(8)
-# Below this many messages, a chunk is handled one message at a time: cheaper than
-# setting up the passes that serve larger chunks.
-_FEW: Final = 8
+# Below this many messages, a call or a chunk is handled one message at a time: cheaper
+# than setting up the passes over the whole that serve larger ones.
+FEW: Final = 8
 # Runs an iterator to its end, keeping nothing.
 _exhaust: Final[Callable[[Any], None]] = deque[Any](maxlen=0).extend
 # Shared by every message without headers; the batch builder only reads it.
@@ -81,14 +90,16 @@ _NO_HEADERS: Final[list[tuple[str, bytes]]] = []
 _RECORD_FRAMING: Final = 1 + 5 + 10 + 5 + 5 + 5 + 1
 
 
+def header_bytes(headers: Sequence[tuple[str, bytes | None]]) -> int:
+    """The bytes of a message's header names (in UTF-8) and values."""
+    return sum(len(name.encode()) + (0 if value is None else len(value)) for name, value in headers)
+
+
 def payload_bytes(messages: Sequence[Message]) -> int:
     """The key, value and header bytes of `messages` (what `WriterStats.bytes` counts)."""
     total = sum(map(len, filter(None, map(_key_of, messages))))
     total += sum(map(len, filter(None, map(_value_of, messages))))
-    for headers in filter(None, map(_headers_of, messages)):
-        for name, value in headers:
-            total += len(name.encode()) + (0 if value is None else len(value))
-    return total
+    return total + sum(map(header_bytes, filter(None, map(_headers_of, messages))))
 
 
 class Chunk:
@@ -418,7 +429,7 @@ class Producer:
                 queue.popleft()
             n = len(messages)
             if (
-                n >= _FEW
+                n >= FEW
                 and chunk.plain
                 and builder.size() + chunk.nbytes + n * _RECORD_FRAMING <= limit
             ):
