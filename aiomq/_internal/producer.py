@@ -109,7 +109,7 @@ class Chunk:
     inside it; settling a chunk builds its written messages in one pass.
     """
 
-    __slots__ = ("call", "indices", "messages", "nbytes", "plain", "queued_at")
+    __slots__ = ("call", "indices", "messages", "nbytes", "plain", "queued_at", "start")
 
     def __init__(
         self,
@@ -128,24 +128,33 @@ class Chunk:
         self.plain = plain
         """No message has headers or a time of its own."""
         self.nbytes = nbytes
-        """The key, value and header bytes of the messages."""
+        """The key, value and header bytes of the messages not yet split off."""
+        self.start = 0
+        """How many leading messages earlier splits took: they are no longer this chunk's.
+        Keeping the lists whole until then spares a copy of the rest at every split."""
 
     def split(self, count: int) -> Chunk:
-        """Detach and return the first `count` messages as a chunk of their own."""
-        messages = self.messages[:count]
+        """Detach and return the next `count` messages as a chunk of their own."""
+        start = self.start
+        end = start + count
+        messages = self.messages[start:end]
         head = Chunk(
             messages,
             self.call,
-            self.indices[:count] if self.call is not None else (),
+            self.indices[start:end] if self.call is not None else (),
             self.queued_at,
             self.plain,
             payload_bytes(messages),
         )
-        self.messages = self.messages[count:]
-        if self.call is not None:
-            self.indices = self.indices[count:]
+        self.start = end
         self.nbytes -= head.nbytes
         return head
+
+    def whole(self) -> Chunk:
+        """This chunk with only its own messages in its lists (itself if nothing was split)."""
+        if not self.start:
+            return self
+        return self.split(len(self.messages) - self.start)
 
 
 class ProducerSettings:
@@ -371,7 +380,7 @@ class Producer:
                     f"partition {state.partition}"
                 )
             self._fail(state, state.in_flight, reason)
-            self._fail(state, list(state.queue), reason)
+            self._fail(state, [chunk.whole() for chunk in state.queue], reason)
             state.queue.clear()
             state.queued_messages = 0
             state.queued_bytes = 0
@@ -421,12 +430,11 @@ class Producer:
         nbytes = 0
         while count < room:
             chunk = queue[0]
-            messages = chunk.messages
-            if len(messages) > room - count:
+            if len(chunk.messages) - chunk.start > room - count:
                 chunk = chunk.split(room - count)
-                messages = chunk.messages
             else:
-                queue.popleft()
+                chunk = queue.popleft().whole()
+            messages = chunk.messages
             n = len(messages)
             if (
                 n >= FEW

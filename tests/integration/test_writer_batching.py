@@ -187,3 +187,22 @@ async def test_a_balancer_answer_outside_the_partitions_fails_a_large_call_and_w
 
     assert "the balancer chose partition" in str(caught.value)
     assert await read_all(bootstrap_servers, partitions_of(topic, 2)) == []
+
+
+async def test_a_large_call_in_batches_of_one_message_keeps_order_and_counts(
+    bootstrap_servers: str, topic: str
+) -> None:
+    # Every batch splits one message off the call's chunk: the rest must neither be lost
+    # nor copied whole at each split.
+    await create_topic(bootstrap_servers, topic, 1)
+    messages = numbered(2_000)
+
+    async with Writer(brokers=[bootstrap_servers], topic=topic, batch_size=1) as writer:
+        written = await writer.write_messages(*messages)
+        stats = writer.stats()
+
+    assert [m.offset for m in written] == list(range(2_000))
+    assert (stats.batches, stats.batch_messages_max, stats.queued) == (2_000, 1, 0)
+    assert stats.bytes == sum(len(m.key or b"") + len(m.value or b"") for m in messages)
+    records = await read_all(bootstrap_servers, partitions_of(topic, 1))
+    assert [r.value for r in records] == [m.value for m in messages]

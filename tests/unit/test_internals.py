@@ -8,7 +8,9 @@ import anyio
 import pytest
 
 from aiomq._internal.backoff import backoff_delay
+from aiomq._internal.producer import Chunk, WriteCall, payload_bytes
 from aiomq._internal.shield import finish_shielded
+from aiomq.message import Message
 
 
 def test_backoff_doubles_from_the_minimum_and_stops_at_the_maximum() -> None:
@@ -59,3 +61,33 @@ async def test_shielded_clean_up_returns_its_result() -> None:
         return 7
 
     assert await finish_shielded(clean_up()) == 7
+
+
+async def test_a_chunk_splits_into_consecutive_parts_whose_bytes_add_up() -> None:
+    messages = [
+        Message(key=b"k%d" % i, value=b"v" * i, headers=[("h", b"x")] if i % 4 == 0 else ())
+        for i in range(10)
+    ]
+    call = WriteCall(20, asyncio.get_running_loop())
+    chunk = Chunk(list(messages), call, list(range(10, 20)), 0.0, False, payload_bytes(messages))
+
+    first = chunk.split(3)
+    second = chunk.split(4)
+    rest = chunk.whole()
+
+    assert [part.messages for part in (first, second, rest)] == [
+        messages[:3],
+        messages[3:7],
+        messages[7:],
+    ]
+    assert [list(part.indices) for part in (first, second, rest)] == [
+        [10, 11, 12],
+        [13, 14, 15, 16],
+        [17, 18, 19],
+    ]
+    assert [part.nbytes for part in (first, second, rest)] == [
+        payload_bytes(messages[:3]),
+        payload_bytes(messages[3:7]),
+        payload_bytes(messages[7:]),
+    ]
+    assert rest.whole() is rest
