@@ -41,7 +41,9 @@ class Message(NamedTuple):
     """The topic the message belongs to. Default: "" (the writer's topic)."""
 
     partition: int = -1
-    """The partition the message was read from or written to. Default: -1 (unknown)."""
+    """The partition the message was read from or written to. When writing, -1 lets the
+    writer's balancer choose, and a partition id bypasses it; anything but an int is refused
+    with `InvalidMessageError`. Default: -1 (unknown)."""
 
     offset: int = -1
     """The offset of the message in its partition. Default: -1 (unknown)."""

@@ -594,6 +594,13 @@ class Writer:
                     f"message {index} is a {type(message).__name__}, not an aiomq.Message"
                 )
             topic, partition, _, _, key, value, headers, _, _ = message
+            if partition.__class__ is not int and (
+                not isinstance(partition, int) or isinstance(partition, bool)
+            ):
+                raise InvalidMessageError(
+                    f"message {index}: partition must be an int, not {partition!r}: leave "
+                    "it unset (-1) to let the balancer choose, or name a partition id"
+                )
             if default_topic is not None:
                 if topic and topic != default_topic:
                     raise InvalidMessageError(

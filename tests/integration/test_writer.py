@@ -392,6 +392,25 @@ async def test_writing_to_a_partition_that_does_not_exist_raises_unknown_partiti
     assert await read_all(bootstrap_servers, partitions_of(topic, 4)) == []
 
 
+@pytest.mark.parametrize("partition", ["1", None, 1.0, True], ids=repr)
+async def test_a_message_whose_partition_is_not_an_int_is_refused_naming_it_and_nothing_is_written(
+    bootstrap_servers: str, topic: str, partition: object
+) -> None:
+    await create_topic(bootstrap_servers, topic, 2)
+
+    async with Writer(brokers=[bootstrap_servers], topic=topic) as writer:
+        with pytest.raises(InvalidMessageError) as caught:
+            await writer.write_messages(
+                Message(value=b"fine"),
+                Message(value=b"no", partition=partition),  # type: ignore[arg-type]
+            )
+        assert writer.stats().writes == 0
+
+    assert "message 1" in str(caught.value)
+    assert f"partition must be an int, not {partition!r}" in str(caught.value)
+    assert await read_all(bootstrap_servers, partitions_of(topic, 2)) == []
+
+
 # -- message size -------------------------------------------------------------------------
 
 

@@ -115,8 +115,18 @@ async def test_calls_of_every_shape_are_written_and_aligned_with_their_input(
         (Message(value=b"x", headers=[("h", 1)]), InvalidMessageError, "headers"),  # type: ignore[list-item]
         (Message(value=b"x" * 5_000), MessageTooLargeError, "batch_bytes"),
         (Message(topic="elsewhere", value=b"x"), InvalidMessageError, "names topic"),
+        (Message(value=b"x", partition="1"), InvalidMessageError, "partition"),  # type: ignore[arg-type]
+        (Message(value=b"x", partition=None), InvalidMessageError, "partition"),  # type: ignore[arg-type]
     ],
-    ids=["str-value", "naive-time", "bad-header", "too-large", "other-topic"],
+    ids=[
+        "str-value",
+        "naive-time",
+        "bad-header",
+        "too-large",
+        "other-topic",
+        "str-partition",
+        "none-partition",
+    ],
 )
 async def test_a_bad_message_deep_in_a_large_call_is_named_by_its_place_and_nothing_is_written(
     bootstrap_servers: str, topic: str, bad: Message, error: type[Exception], words: str
