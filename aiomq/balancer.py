@@ -162,11 +162,13 @@ def balance_all(
 
     Internal to aiomq. `keys` are the messages' keys, each `bytes` or `None`. aiomq's
     hash balancers answer keys they have seen from a memo and are asked about the rest;
-    every other balancer is called once per message, in order.
+    every other balancer, a subclass overriding `balance` included, is called once per
+    message, in order.
     """
     memo: _KeyMemo | None = getattr(balancer, "_memo", None)
     balance = balancer.balance
-    if memo is None:
+    # A subclass's own `balance` may answer differently for the same key: never memoise it.
+    if memo is None or type(balancer).balance not in _KEYED_BALANCE:
         return list(map(balance, messages, repeat(partitions)))
     remembered = memo.for_partitions(partitions)
     look_up: Callable[[bytes | None], int | None] = remembered.get  # type: ignore[assignment]
@@ -440,9 +442,17 @@ class Murmur2Balancer:
 
 
 def always_offers_a_member(balancer: Balancer) -> bool:
-    """Tell whether `balancer` is one of aiomq's own, which only answer with an offered
-    partition, so that a writer may skip checking each answer."""
-    return isinstance(balancer, _OWN_BALANCERS)
+    """Tell whether `balancer` answers with one of aiomq's own `balance` methods, which
+    only answer with an offered partition, so that a writer may skip checking each answer.
+    A subclass overriding `balance` is checked like any other balancer."""
+    return getattr(type(balancer), "balance", None) in _OWN_BALANCE
 
 
-_OWN_BALANCERS = (CRC32Balancer, Hash, LeastBytes, Murmur2Balancer, ReferenceHash, RoundRobin)
+_KEYED_BALANCE = frozenset(
+    (CRC32Balancer.balance, Hash.balance, Murmur2Balancer.balance, ReferenceHash.balance)
+)
+"""The `balance` methods whose answer depends only on the key and the partitions, which
+`balance_all` may therefore answer from a memo."""
+
+_OWN_BALANCE = _KEYED_BALANCE | {LeastBytes.balance, RoundRobin.balance}
+"""aiomq's own `balance` methods."""

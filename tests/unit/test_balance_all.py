@@ -23,6 +23,7 @@ from aiomq.balancer import (
     Murmur2Balancer,
     ReferenceHash,
     RoundRobin,
+    always_offers_a_member,
     as_balancer,
     balance_all,
 )
@@ -162,3 +163,39 @@ def test_the_memo_forgets_everything_past_its_limit_and_keeps_answering_right() 
     assert balance_all(balancer, messages[:10], keys[:10], FOUR) == one_by_one(
         Murmur2Balancer(), messages[:10], FOUR
     )
+
+
+MEMOISING: list[type[Balancer]] = [Hash, ReferenceHash, CRC32Balancer, Murmur2Balancer]
+
+
+def changing_subclass(base: type[Balancer]) -> Balancer:
+    """A subclass of `base` whose `balance` answers differently once `moved` is set."""
+
+    class Changing(base):  # type: ignore[misc, valid-type]
+        moved = False
+
+        def balance(self, message: Message, partitions: Sequence[int], /) -> int:
+            return partitions[-1] if self.moved else partitions[0]
+
+    return Changing()
+
+
+@pytest.mark.parametrize("base", MEMOISING, ids=[b.__name__ for b in MEMOISING])
+def test_a_subclass_overriding_balance_is_asked_every_time_not_answered_from_a_memo(
+    base: type[Balancer],
+) -> None:
+    keys: list[bytes | None] = [b"a", b"b", b"a"]
+    messages = messages_for(keys)
+    balancer = changing_subclass(base)
+
+    assert balance_all(balancer, messages, keys, FOUR) == [0, 0, 0]
+    balancer.moved = True  # type: ignore[attr-defined]
+    assert balance_all(balancer, messages, keys, FOUR) == [3, 3, 3]
+
+
+@pytest.mark.parametrize("base", MEMOISING, ids=[b.__name__ for b in MEMOISING])
+def test_a_subclass_overriding_balance_has_its_answers_checked_by_the_writer(
+    base: type[Balancer],
+) -> None:
+    assert always_offers_a_member(base())
+    assert not always_offers_a_member(changing_subclass(base))
