@@ -22,6 +22,7 @@ tested with.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -104,21 +105,52 @@ def _message_builder(factory: MessageFactory, tp: TopicPartition) -> Callable[[A
     return build
 
 
-_original_init: Callable[..., None]
+_HOOK_MARK: Final = "__aiomq_record_hook__"
+"""Set on the hooked `PartitionRecords.__init__`. `functools.wraps` copies it onto the
+wrapper of another library that wraps ours, so the hook is recognised under it."""
 
 
-def _init_building_messages(self: Any, *args: Any, **kwargs: Any) -> None:
-    _original_init(self, *args, **kwargs)
-    factory = getattr(self, "_key_deserializer", None)
-    if factory.__class__ is MessageFactory:
-        # An instance attribute: it takes precedence over the class's method, for this
-        # instance only.
-        self._consumer_record = _message_builder(factory, self._tp)
+def _hook(original: Callable[..., None]) -> Callable[..., None]:
+    """Return `original` (the `__init__` found when installing) followed by the hook.
+
+    Each hook calls the very function it was given, never whatever `__init__` is at call
+    time, so no chain of wrappers, however libraries stack them, can lead back to itself.
+    """
+
+    @functools.wraps(original)
+    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+        original(self, *args, **kwargs)
+        factory = getattr(self, "_key_deserializer", None)
+        if factory.__class__ is MessageFactory:
+            # An instance attribute: it takes precedence over the class's method, for this
+            # instance only.
+            self._consumer_record = _message_builder(factory, self._tp)
+
+    setattr(__init__, _HOOK_MARK, True)
+    return __init__
+
+
+def _hooked(func: Any) -> bool:
+    """Tell whether `func` is the hook, or a wrapper that says (by `__wrapped__`, as
+    `functools.wraps` sets it) that it calls the hook."""
+    seen: set[int] = set()
+    while func is not None and id(func) not in seen:
+        if getattr(func, _HOOK_MARK, False):
+            return True
+        seen.add(id(func))
+        func = getattr(func, "__wrapped__", None)
+    return False
 
 
 def install() -> bool:
-    """Install the hook once; tell whether aiokafka has the parts it relies on."""
-    global _original_init
+    """Install the hook once; tell whether aiokafka has the parts it relies on.
+
+    Safe to call again, and safe next to other libraries that wrap
+    `PartitionRecords.__init__` before or after: the hook is recognised by a mark rather
+    than by identity, so it is not added twice under a wrapper made with
+    `functools.wraps`. A wrapper that hides what it wraps gets the hook again on top,
+    which only repeats an idempotent assignment.
+    """
     try:
         from aiokafka.consumer.fetcher import PartitionRecords
     except ImportError:  # pragma: no cover - an aiokafka outside the pinned range
@@ -126,7 +158,6 @@ def install() -> bool:
     if getattr(PartitionRecords, "_consumer_record", None) is None:  # pragma: no cover
         return False  # an aiokafka outside the pinned range
     current = PartitionRecords.__init__
-    if current is not _init_building_messages:
-        _original_init = current
-        PartitionRecords.__init__ = _init_building_messages  # type: ignore[method-assign]
+    if not _hooked(current):
+        PartitionRecords.__init__ = _hook(current)  # type: ignore[method-assign]
     return True

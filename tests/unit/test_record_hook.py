@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+import pytest
 from aiokafka.consumer.fetcher import READ_UNCOMMITTED, PartitionRecords
 from aiokafka.record.default_records import DefaultRecordBatchBuilder
 from aiokafka.record.memory_records import MemoryRecords
@@ -104,6 +108,72 @@ def test_installing_twice_wraps_aiokafka_once() -> None:
     init = PartitionRecords.__init__
     assert install()
     assert PartitionRecords.__init__ is init
+
+
+def third_party_wrapper(
+    wrapped: Callable[..., None], calls: list[str], *, wraps: bool = True
+) -> Any:
+    """Wrap `wrapped` the way an instrumentation library would: record, then call it."""
+
+    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+        calls.append("third party")
+        wrapped(self, *args, **kwargs)
+
+    return functools.wraps(wrapped)(__init__) if wraps else __init__
+
+
+def builds_messages() -> bool:
+    factory = MessageFactory(lambda tp: 14)
+    messages = list(partition_records(TopicPartition("t", 0), factory))
+    return [type(m) for m in messages] == [aiomq.Message] * len(RECORDS)
+
+
+def test_installing_again_after_a_library_wrapped_the_hook_keeps_its_wrapper_and_never_recurses(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert install()
+    calls: list[str] = []
+    wrapper = third_party_wrapper(PartitionRecords.__init__, calls)
+    monkeypatch.setattr(PartitionRecords, "__init__", wrapper)
+
+    assert install()
+
+    assert PartitionRecords.__init__ is wrapper
+    assert builds_messages()
+    assert calls == ["third party"]
+
+
+def test_installing_after_a_library_wrapped_aiokafkas_method_wraps_its_wrapper_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert install()
+    calls: list[str] = []
+    pristine = inspect.unwrap(PartitionRecords.__init__)
+    wrapper = third_party_wrapper(pristine, calls)
+    monkeypatch.setattr(PartitionRecords, "__init__", wrapper)
+
+    assert install()
+    hooked = PartitionRecords.__init__
+    assert install()
+
+    assert hooked is not wrapper
+    assert PartitionRecords.__init__ is hooked
+    assert builds_messages()
+    assert calls == ["third party"]
+
+
+def test_a_wrapper_that_hides_what_it_wraps_is_wrapped_without_recursing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert install()
+    calls: list[str] = []
+    wrapper = third_party_wrapper(PartitionRecords.__init__, calls, wraps=False)
+    monkeypatch.setattr(PartitionRecords, "__init__", wrapper)
+
+    assert install()
+
+    assert builds_messages()
+    assert calls == ["third party"]
 
 
 class _Consumer:
