@@ -12,8 +12,10 @@ from __future__ import annotations
 import asyncio
 import enum
 from collections.abc import Sequence
+from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 from operator import add, attrgetter, itemgetter
 from types import TracebackType
 from typing import Any, Final, Self, cast
@@ -191,7 +193,9 @@ class WriterConfig:
     still grow under load while a lone write returns in milliseconds. Default: 0.0."""
 
     write_timeout: float = 10.0
-    """Seconds to wait for the broker to answer one produce request. Default: 10.0."""
+    """Seconds to wait for the broker to answer one produce request, and the most a write
+    waits for a topic's metadata, every attempt included (the first write to a topic, and
+    one every five minutes after, look its partitions up). Default: 10.0."""
 
     required_acks: RequiredAcks = RequiredAcks.ALL
     """Which replicas must store a batch before it counts as written. Default: ALL."""
@@ -312,6 +316,7 @@ class Writer:
         self._client: AIOKafkaClient | None = None
         self._producer: Producer | None = None
         self._topics: dict[str, tuple[tuple[int, ...], float]] = {}
+        self._lookups: dict[str, asyncio.Task[tuple[int, ...]]] = {}
         self._state = "new"
 
     def __repr__(self) -> str:
@@ -372,10 +377,11 @@ class Writer:
     async def aclose(self) -> None:
         """Deliver everything queued, then disconnect. Safe to call more than once.
 
-        The flush is bounded by `close_timeout`; messages still undelivered then fail with
-        `ClosedError` (counted in `stats().errors`, and reported to `completion`). It runs
-        to its end even if the calling task is cancelled meanwhile, and the cancellation is
-        raised afterwards.
+        Writes still waiting for a topic's metadata end at once with `ClosedError`: none of
+        their messages was accepted. The flush is bounded by `close_timeout`; messages
+        still undelivered then fail with `ClosedError` (counted in `stats().errors`, and
+        reported to `completion`). It runs to its end even if the calling task is
+        cancelled meanwhile, and the cancellation is raised afterwards.
         """
         if self._state in ("closing", "closed"):
             return
@@ -384,6 +390,13 @@ class Writer:
 
     async def _close(self) -> None:
         try:
+            # Writes waiting for metadata end at once, with ClosedError: nothing of
+            # theirs was accepted, so there is nothing to deliver.
+            lookups = list(self._lookups.values())
+            for lookup in lookups:
+                lookup.cancel()
+            if lookups:
+                await asyncio.wait(lookups)
             if self._producer is not None:
                 await self._producer.close(self.config.close_timeout)
         finally:
@@ -423,7 +436,12 @@ class Writer:
             MessageTooLargeError: A message is larger than `batch_bytes`; nothing of the
                 call was written.
             UnknownTopicOrPartitionError: A topic does not exist and auto-creation is off.
-            ClosedError: The writer is not open.
+            RequestTimeoutError: No broker answered for a topic's metadata within
+                `write_timeout`; nothing of the call was written.
+            BrokerConnectionError: No broker could be reached for a topic's metadata
+                within `write_timeout`; nothing of the call was written.
+            ClosedError: The writer is not open, or was closed while the call waited for
+                metadata (nothing of the call was written).
         """
         producer = self._producer
         if self._state != "open" or producer is None:
@@ -692,23 +710,64 @@ class Writer:
         ]
 
     async def _partitions(self, topic: str) -> tuple[int, ...]:
-        loop = asyncio.get_running_loop()
+        """The partitions of `topic`, from the cache or from one look-up shared by the
+        writes that wait for it.
+
+        Raises:
+            ClosedError: The writer began closing while the look-up ran.
+        """
         entry = self._topics.get(topic)
-        if entry is not None and entry[1] > loop.time():
+        if entry is not None and entry[1] > asyncio.get_running_loop().time():
             return entry[0]
+        lookup = self._lookups.get(topic)
+        if lookup is None:
+            lookup = asyncio.get_running_loop().create_task(self._look_up(topic))
+            self._lookups[topic] = lookup
+            lookup.add_done_callback(partial(self._looked_up, topic))
+        try:
+            # Shielded: a write cancelled meanwhile leaves the look-up to the others
+            # waiting for it (it ends within write_timeout, or when the writer closes).
+            return await asyncio.shield(lookup)
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if lookup.cancelled() and (current is None or not current.cancelling()):
+                # aclose() cancelled the look-up, not this write's own caller.
+                raise ClosedError(
+                    f"the writer was closed while the write waited for the metadata of "
+                    f"topic {topic!r}"
+                ) from None
+            raise
+
+    async def _look_up(self, topic: str) -> tuple[int, ...]:
+        """Ask the cluster for the partitions of `topic`, within `write_timeout` in all."""
+        loop = asyncio.get_running_loop()
         client = self._client
         assert client is not None
+        write_timeout = self.config.write_timeout
+        deadline = loop.time() + write_timeout
         partitions = await topic_partitions(
             client,
             topic,
             allow_create=self.config.allow_auto_topic_creation,
             brokers=self.config.brokers,
+            timeout=write_timeout,
         )
         if topic not in client._topics:
-            # Let aiokafka track the topic's leaders from now on.
-            await client.add_topic(topic)
+            # Let aiokafka track the topic's leaders from now on. Without waiting for them,
+            # the first batch looks its leader up again: worth no more than what is left.
+            with suppress(TimeoutError):
+                async with asyncio.timeout_at(deadline):
+                    await client.add_topic(topic)
         self._topics[topic] = (partitions, loop.time() + _METADATA_MAX_AGE)
         return partitions
+
+    def _looked_up(self, topic: str, lookup: asyncio.Task[tuple[int, ...]]) -> None:
+        if self._lookups.get(topic) is lookup:
+            del self._lookups[topic]
+        if not lookup.cancelled():
+            # Retrieved here, so a failure whose every waiter was cancelled is not
+            # reported by asyncio as never retrieved.
+            lookup.exception()
 
     # -- observing ------------------------------------------------------------------------
 

@@ -26,6 +26,9 @@ async def topic_partitions(
     *,
     allow_create: bool,
     brokers: Sequence[str] = (),
+    # Not a cancel scope around the call: the look-up turns running out of time into an
+    # error naming the topic and what went wrong last, which a caller's scope cannot see.
+    timeout: float | None = None,  # noqa: ASYNC109
 ) -> tuple[int, ...]:
     """Return the partition ids of `topic`, in ascending order.
 
@@ -39,18 +42,40 @@ async def topic_partitions(
         topic: The topic to look up.
         allow_create: Whether the broker may create the topic if it does not exist.
         brokers: The bootstrap addresses, named in connection errors.
+        timeout: The most seconds to spend, every attempt and backoff included; None for
+            no limit but the attempts' own.
 
     Raises:
         UnknownTopicOrPartitionError: The topic does not exist and may not be created.
         BrokerError: The broker answered with another error for the topic.
-        BrokerConnectionError: No broker could be reached.
+        BrokerConnectionError: No broker could be reached, within `timeout` if given.
+        RequestTimeoutError: No broker answered within `timeout`.
     """
     request = MetadataRequest([topic], allow_auto_topic_creation=allow_create)
-    last: Error = BrokerConnectionError("no broker is known to ask for metadata", brokers=brokers)
+    errors: list[Error] = []
+    limit = asyncio.timeout(timeout)
+    try:
+        async with limit:
+            return await _look_up(client, request, topic, allow_create, brokers, errors)
+    except TimeoutError:
+        if not limit.expired():
+            raise
+        raise _gave_up(topic, timeout, errors[-1] if errors else None) from None
+
+
+async def _look_up(
+    client: AIOKafkaClient,
+    request: MetadataRequest,
+    topic: str,
+    allow_create: bool,
+    brokers: Sequence[str],
+    errors: list[Error],
+) -> tuple[int, ...]:
+    """`topic_partitions` without its time limit; appends each failed attempt's error."""
     for attempt in range(1, _ATTEMPTS + 1):
         response = await _ask_any_broker(client, request, topic, brokers)
         if isinstance(response, Error):
-            last = response
+            errors.append(response)
         else:
             found = _partitions_in(response, topic)
             if isinstance(found, tuple):
@@ -59,9 +84,27 @@ async def topic_partitions(
                 found.code == _UNKNOWN_TOPIC_OR_PARTITION and not allow_create
             ):
                 raise found
-            last = found
-        await asyncio.sleep(backoff_delay(attempt, 0.05, 1.0))
-    raise last
+            errors.append(found)
+        if attempt < _ATTEMPTS:
+            await asyncio.sleep(backoff_delay(attempt, 0.05, 1.0))
+    raise errors[-1]
+
+
+def _gave_up(topic: str, timeout: float | None, last: Error | None) -> Error:
+    """The error for a look-up of `topic` that ran out of time, after `last`."""
+    within = f"within {timeout:g} s"
+    if isinstance(last, BrokerConnectionError):
+        error: Error = BrokerConnectionError(
+            f"no broker could be reached for the metadata of topic {topic!r} {within}",
+            brokers=last.brokers,
+        )
+    else:
+        error = RequestTimeoutError(
+            f"no broker answered for the metadata of topic {topic!r} {within}"
+        )
+    if last is not None:
+        error.add_note(f"last error: {last}")
+    return error
 
 
 async def _ask_any_broker(

@@ -16,13 +16,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import Counter, defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 
 import pytest
 from aiokafka import TopicPartition
 from structlog.testing import capture_logs
 
-from aiomq import BrokerError, ClosedError, Error, Message, RoundRobin, WriteErrors, Writer
+from aiomq import (
+    BrokerError,
+    ClosedError,
+    Error,
+    Message,
+    RequestTimeoutError,
+    RoundRobin,
+    WriteErrors,
+    Writer,
+)
 from tests.integration.test_writer import Record, read_all
 from tests.support.mock_cluster import ApiKey, ErrorCode, MockCluster
 
@@ -61,6 +70,19 @@ async def wait_until(condition: Callable[[], bool], what: str) -> None:
                 await asyncio.sleep(POLL_INTERVAL)
     except TimeoutError:
         raise AssertionError(f"timed out after {DEADLINE}s waiting until {what}") from None
+
+
+@contextlib.asynccontextmanager
+async def returns_within(seconds: float, what: str) -> AsyncIterator[None]:
+    """Fail the test if the block takes longer than `seconds`: it proves it does not hang."""
+    limit = asyncio.timeout(seconds)
+    try:
+        async with limit:
+            yield
+    except TimeoutError:
+        if limit.expired():
+            raise AssertionError(f"{what} did not return within {seconds} s") from None
+        raise
 
 
 def by_partition(records: Sequence[Record]) -> dict[int, list[bytes | None]]:
@@ -379,3 +401,57 @@ async def test_writes_to_healthy_leaders_succeed_while_another_broker_is_down(
         mock_cluster.broker_up(leader_of(2))
 
     assert outcomes == ["written"] * writers
+
+
+# -- metadata during an outage ------------------------------------------------------------
+
+# Longer than any test: a broker this slow never answers.
+UNANSWERED_MS = 120_000
+
+
+async def test_a_first_write_during_an_outage_gives_up_within_write_timeout_naming_the_topic(
+    mock_cluster: MockCluster, topic: str
+) -> None:
+    create_topic(mock_cluster, topic)
+    write_timeout = 1.0
+
+    async with Writer(
+        brokers=brokers(mock_cluster), topic=topic, write_timeout=write_timeout
+    ) as writer:
+        mock_cluster.set_broker_rtt(-1, UNANSWERED_MS)
+        async with returns_within(write_timeout + 2, "a write waiting for metadata"):
+            with pytest.raises(RequestTimeoutError) as caught:
+                await writer.write_messages(Message(value=b"v"))
+        mock_cluster.set_broker_rtt(-1, 0)
+
+    assert repr(topic) in str(caught.value)
+    assert writer.stats().writes == 0
+
+
+async def test_closing_the_writer_ends_a_write_waiting_for_metadata_with_closed_error(
+    mock_cluster: MockCluster, topic: str
+) -> None:
+    create_topic(mock_cluster, topic)
+    writer = Writer(brokers=brokers(mock_cluster), topic=topic, write_timeout=60.0)
+
+    async def write() -> Error | None:
+        try:
+            await writer.write_messages(Message(value=b"v"))
+        except Error as exc:
+            return exc
+        return None
+
+    async with writer, asyncio.TaskGroup() as group:
+        mock_cluster.start_request_tracking()
+        mock_cluster.set_broker_rtt(-1, UNANSWERED_MS)
+        writing = group.create_task(write())
+        # A new connection's first request (ApiVersions) goes unanswered already.
+        await wait_until(lambda: bool(mock_cluster.requests()), "the write reaches a broker")
+        async with returns_within(5.0, "aclose() while a write waits for metadata"):
+            await writer.aclose()
+            error = await writing
+        mock_cluster.set_broker_rtt(-1, 0)
+
+    assert isinstance(error, ClosedError)
+    assert repr(topic) in str(error)
+    assert writer.stats().writes == 0
