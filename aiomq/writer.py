@@ -414,14 +414,18 @@ class Writer:
         message whose `time` is set must carry a timezone.
 
         In async mode the call returns an empty list as soon as every message is queued,
-        and outcomes reach `completion`.
+        and outcomes reach `completion`. It accepts its messages all at once, after waiting
+        for room in the queue: a call that returns has handed over every message, and a
+        call that raises (`ClosedError` because the writer began closing, or any other
+        error, or its cancellation) has handed over none, and `completion` hears nothing of
+        them.
 
         Cancellation: a message is either not sent at all, or its delivery finishes in the
         background and is counted in `stats()` (and logged as `write_failed` if it fails).
-        Messages are accepted one partition at a time; a call cancelled while it waits for
-        metadata or for room in the queue may have handed over the messages of some
-        partitions and not of others, and those handed over are delivered. Nothing accepted
-        is ever dropped without being counted.
+        A synchronous call accepts its messages one partition at a time: cancelled while it
+        waits for metadata or for room in the queue, it may have handed over the messages
+        of some partitions and not of others, and those handed over are delivered. Nothing
+        accepted is ever dropped without being counted.
 
         Args:
             *messages: The messages to write.
@@ -440,8 +444,11 @@ class Writer:
                 `write_timeout`; nothing of the call was written.
             BrokerConnectionError: No broker could be reached for a topic's metadata
                 within `write_timeout`; nothing of the call was written.
-            ClosedError: The writer is not open, or was closed while the call waited for
-                metadata (nothing of the call was written).
+            ClosedError: The writer is not open, or began closing while the call waited
+                for metadata or, in async mode, for room (nothing of the call was
+                accepted). A synchronous call that the closing interrupts after handing
+                over some messages raises `WriteErrors` instead, with `ClosedError` for the
+                others.
         """
         producer = self._producer
         if self._state != "open" or producer is None:
@@ -453,6 +460,20 @@ class Writer:
         groups = await self._plan(messages, call, loop.time())
         if self._state != "open":
             raise ClosedError("the writer was closed while the write waited for metadata")
+        if call is None:
+            # Let the partitions' senders run between calls, so that a loop of async
+            # writes keeps the pipeline moving instead of filling the whole queue first.
+            await asyncio.sleep(0)
+            if not producer.has_space():
+                await producer.wait_for_space()
+            if self._state != "open":
+                raise ClosedError("the writer was closed while the write waited for room")
+            # Nothing awaits from here on: the call is accepted whole, so an async-mode
+            # caller that sees an exception knows that none of its messages was taken.
+            for (topic, partition), chunk in groups:
+                producer.enqueue(topic, partition, chunk)
+            producer.counters.writes += 1
+            return []
         accepted = 0
         try:
             for (topic, partition), chunk in groups:
@@ -463,7 +484,7 @@ class Writer:
         except ClosedError as exc:
             # The writer began closing while this call waited for room: what was accepted
             # is still delivered, the rest never leaves, and the caller learns which is which.
-            if call is None or not accepted:
+            if not accepted:
                 raise
             for _where, chunk in groups[accepted:]:
                 for index in chunk.indices:
@@ -474,11 +495,6 @@ class Writer:
         finally:
             if accepted:
                 producer.counters.writes += 1
-        if call is None:
-            # Let the partitions' senders run between calls, so a loop of async writes
-            # keeps the pipeline moving instead of filling the whole queue first.
-            await asyncio.sleep(0)
-            return []
         # No shield needed: delivery runs in the partitions' own tasks, whatever happens to
         # this caller, and settling skips a future the caller's cancellation has cancelled.
         await call.done

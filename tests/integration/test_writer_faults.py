@@ -455,3 +455,81 @@ async def test_closing_the_writer_ends_a_write_waiting_for_metadata_with_closed_
     assert isinstance(error, ClosedError)
     assert repr(topic) in str(error)
     assert writer.stats().writes == 0
+
+
+# -- what an async-mode call accepted -----------------------------------------------------
+
+
+def async_calls(
+    cluster: MockCluster, topic: str, outcomes: list[tuple[int, Error | None]]
+) -> tuple[Writer, list[Message]]:
+    """A writer in async mode with room for two messages, and a call of three, one per
+    partition, after a first message to partition 0, whose delivery the broker delays."""
+
+    def completion(messages: list[Message], error: Error | None) -> None:
+        outcomes.extend((m.writer_data, error) for m in messages)
+
+    writer = Writer(
+        brokers=brokers(cluster),
+        topic=topic,
+        async_mode=True,
+        completion=completion,
+        queue_capacity=2,
+    )
+    call = [Message(value=b"%d" % i, partition=i - 1, writer_data=i) for i in (1, 2, 3)]
+    cluster.broker_push_request_error_rtts(leader_of(0), ApiKey.PRODUCE, (ErrorCode.NO_ERROR, 1500))
+    return writer, call
+
+
+def check_all_or_none(raised: bool, outcomes: list[tuple[int, Error | None]]) -> None:
+    of_the_call = sorted((data, error) for data, error in outcomes if data != 0)
+    if raised:
+        assert of_the_call == [], "the call raised, yet some of its messages were accepted"
+    else:
+        assert of_the_call == [(1, None), (2, None), (3, None)]
+
+
+async def test_an_async_mode_call_interrupted_by_aclose_accepted_all_of_its_messages_or_none(
+    mock_cluster: MockCluster, topic: str
+) -> None:
+    create_topic(mock_cluster, topic)
+    outcomes: list[tuple[int, Error | None]] = []
+    writer, call = async_calls(mock_cluster, topic, outcomes)
+
+    async def write() -> bool:
+        try:
+            await writer.write_messages(*call)
+        except ClosedError:
+            return True
+        return False
+
+    async with writer, asyncio.TaskGroup() as group:
+        await writer.write_messages(Message(value=b"0", partition=0, writer_data=0))
+        writing = group.create_task(write())
+        await wait_until(lambda: writer.stats().queued >= 2, "the call has messages queued")
+        await writer.aclose()
+        raised = await writing
+
+    check_all_or_none(raised, outcomes)
+    assert writer.stats().errors == 0
+
+
+async def test_an_async_mode_call_cut_short_by_a_timeout_accepted_none_of_its_messages(
+    mock_cluster: MockCluster, topic: str
+) -> None:
+    create_topic(mock_cluster, topic)
+    outcomes: list[tuple[int, Error | None]] = []
+    writer, call = async_calls(mock_cluster, topic, outcomes)
+
+    async with writer:
+        await writer.write_messages(Message(value=b"0", partition=0, writer_data=0))
+        try:
+            async with asyncio.timeout(0.2):
+                await writer.write_messages(*call)
+        except TimeoutError:
+            raised = True
+        else:
+            raised = False
+
+    check_all_or_none(raised, outcomes)
+    assert writer.stats().errors == 0
