@@ -42,6 +42,7 @@ from aiomq._internal.producer import (
     Producer,
     ProducerSettings,
     WriteCall,
+    finish_tasks,
     header_bytes,
 )
 from aiomq._internal.security import connection_options, open_client
@@ -58,6 +59,7 @@ from aiomq.dialer import Dialer
 from aiomq.errors import (
     ClosedError,
     ConfigError,
+    Error,
     InvalidMessageError,
     MessageTooLargeError,
     UnknownTopicOrPartitionError,
@@ -317,6 +319,7 @@ class Writer:
         self._producer: Producer | None = None
         self._topics: dict[str, tuple[tuple[int, ...], float]] = {}
         self._lookups: dict[str, asyncio.Task[tuple[int, ...]]] = {}
+        self._failure: Error | None = None
         self._state = "new"
 
     def __repr__(self) -> str:
@@ -355,7 +358,7 @@ class Writer:
         try:
             with map_errors(brokers=config.brokers):
                 await open_client(client.bootstrap, config.brokers, config.dialer)
-            producer = Producer(client, settings, self._log)
+            producer = Producer(client, settings, self._log, self._failed)
             if config.idempotent:
                 await producer.init_producer_id()
         except BaseException:
@@ -381,28 +384,55 @@ class Writer:
         their messages was accepted. The flush is bounded by `close_timeout`; messages
         still undelivered then fail with `ClosedError` (counted in `stats().errors`, and
         reported to `completion`). It runs to its end even if the calling task is
-        cancelled meanwhile, and the cancellation is raised afterwards.
+        cancelled meanwhile, and the cancellation is raised afterwards. When it returns,
+        every task the writer started has ended.
+
+        Raises:
+            Error: A background task of the writer failed unexpectedly (a bug, logged as
+                `writer_failed`); the error is caused by the original exception. Raised
+                once, after closing; the writer is closed all the same.
         """
         if self._state in ("closing", "closed"):
             return
         self._state = "closing"
         await finish_shielded(self._close())
+        if self._failure is not None:
+            raise self._failed_error()
 
     async def _close(self) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.config.close_timeout
         try:
             # Writes waiting for metadata end at once, with ClosedError: nothing of
             # theirs was accepted, so there is nothing to deliver.
-            lookups = list(self._lookups.values())
-            for lookup in lookups:
-                lookup.cancel()
-            if lookups:
-                await asyncio.wait(lookups)
+            await finish_tasks(list(self._lookups.values()), loop.time(), self._log)
             if self._producer is not None:
-                await self._producer.close(self.config.close_timeout)
+                await self._producer.close(deadline)
         finally:
             if self._client is not None:
                 await self._client.close()
             self._state = "closed"
+
+    def _failed(self, error: Error) -> None:
+        """Refuse every later call: a background task failed unexpectedly with `error`."""
+        if self._failure is None:
+            self._failure = error
+        if self._state == "open":
+            self._state = "failed"
+
+    def _failed_error(self) -> Error:
+        """A fresh error saying why the writer stopped, caused by the original exception."""
+        failure = self._failure
+        assert failure is not None
+        error = Error(f"the writer stopped accepting messages: {failure}")
+        error.__cause__ = failure.__cause__
+        return error
+
+    def _refusal(self, why: str) -> Error:
+        """The error for a call that finds the writer no longer open."""
+        if self._failure is not None:
+            return self._failed_error()
+        return ClosedError(why)
 
     # -- writing --------------------------------------------------------------------------
 
@@ -449,17 +479,20 @@ class Writer:
                 accepted). A synchronous call that the closing interrupts after handing
                 over some messages raises `WriteErrors` instead, with `ClosedError` for the
                 others.
+            Error: A background task of the writer failed unexpectedly (a bug, logged as
+                `writer_failed`), and the writer accepts nothing more; the error is caused
+                by the original exception. Close the writer and open another.
         """
         producer = self._producer
         if self._state != "open" or producer is None:
-            raise ClosedError(f"write_messages on a Writer that is {self._state}")
+            raise self._refusal(f"write_messages on a Writer that is {self._state}")
         if not messages:
             return []
         loop = asyncio.get_running_loop()
         call = None if self.config.async_mode else WriteCall(len(messages), loop)
         groups = await self._plan(messages, call, loop.time())
         if self._state != "open":
-            raise ClosedError("the writer was closed while the write waited for metadata")
+            raise self._refusal("the writer was closed while the write waited for metadata")
         if call is None:
             # Let the partitions' senders run between calls, so that a loop of async
             # writes keeps the pipeline moving instead of filling the whole queue first.
@@ -467,7 +500,7 @@ class Writer:
             if not producer.has_space():
                 await producer.wait_for_space()
             if self._state != "open":
-                raise ClosedError("the writer was closed while the write waited for room")
+                raise self._refusal("the writer was closed while the write waited for room")
             # Nothing awaits from here on: the call is accepted whole, so an async-mode
             # caller that sees an exception knows that none of its messages was taken.
             for (topic, partition), chunk in groups:

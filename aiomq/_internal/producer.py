@@ -9,6 +9,11 @@ across retries, with or without idempotence.
 
 Every accepted message is settled exactly once: written (with its offset) or failed
 (with an aiomq error), and counted in the stats either way.
+
+The engine's tasks (one drain per busy partition, one per pending coroutine completion)
+are its own: `close` waits for them, cancels those still running at its deadline and waits
+for those too. A drain that fails with anything but an aiomq error is a bug: it fails its
+messages, logs `writer_failed` and tells the writer, which refuses further calls.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from datetime import UTC, datetime
 from itertools import repeat
 from operator import itemgetter
@@ -40,6 +45,7 @@ __all__ = [
     "Producer",
     "ProducerSettings",
     "WriteCall",
+    "finish_tasks",
     "header_bytes",
     "payload_bytes",
 ]
@@ -48,6 +54,10 @@ _LEADER_NOT_AVAILABLE: Final = 5
 _DUPLICATE_SEQUENCE: Final = 46
 _MAX_SEQUENCE: Final = 2**31
 _MAGIC: Final = 2
+# How long a cancelled task gets to finish its clean-up before closing gives up on it.
+_CANCEL_GRACE: Final = 1.0
+# The least time coroutine completions get at close, even when the flush used it all up.
+_COMPLETION_GRACE: Final = 0.1
 
 Completion = Callable[[list[Message], Error | None], Awaitable[None] | None]
 """An async-mode outcome callback: the messages of one batch, and the error if it failed."""
@@ -275,12 +285,27 @@ class Counters:
 
 
 class Producer:
-    """Queues messages per partition and delivers them in batches, with retries."""
+    """Queues messages per partition and delivers them in batches, with retries.
 
-    def __init__(self, client: AIOKafkaClient, settings: ProducerSettings, log: Any) -> None:
+    Args:
+        client: The writer's bootstrapped aiokafka client.
+        settings: The writer's settings.
+        log: The logger.
+        on_failure: Called with an `Error` (caused by the original exception) when a
+            drain fails unexpectedly; the writer refuses further calls from then on.
+    """
+
+    def __init__(
+        self,
+        client: AIOKafkaClient,
+        settings: ProducerSettings,
+        log: Any,
+        on_failure: Callable[[Error], None],
+    ) -> None:
         self._client = client
         self._settings = settings
         self._log = log
+        self._on_failure = on_failure
         self._loop = asyncio.get_running_loop()
         self._partitions: dict[tuple[str, int], _Partition] = {}
         self._space = asyncio.Event()
@@ -366,28 +391,50 @@ class Producer:
                 data, timestamp_ms = self._build_batch(state)
                 await self._send(state, data, timestamp_ms)
         except BaseException as exc:
-            reason: Error
-            if isinstance(exc, Error):
-                reason = exc
-            elif isinstance(exc, Exception):
-                reason = Error(
-                    f"writing to topic {state.topic!r} partition {state.partition} "
-                    f"failed unexpectedly: {exc!r}"
-                )
-            else:
-                reason = ClosedError(
-                    f"the writer closed before delivering to topic {state.topic!r} "
-                    f"partition {state.partition}"
-                )
-            self._fail(state, state.in_flight, reason)
-            self._fail(state, [chunk.whole() for chunk in state.queue], reason)
-            state.queue.clear()
-            state.queued_messages = 0
-            state.queued_bytes = 0
+            try:
+                self._abandon(state, exc)
+            except Exception as failure:  # failing the messages failed too: a bug
+                self._crash(state, failure)
             if not isinstance(exc, Exception):
                 raise
         finally:
             state.task = None
+
+    def _abandon(self, state: _Partition, exc: BaseException) -> None:
+        """Fail what the partition holds, after its drain stopped on `exc`."""
+        reason: Error
+        if isinstance(exc, Error):
+            reason = exc
+        elif isinstance(exc, Exception):
+            reason = self._crash(state, exc)
+        else:
+            reason = ClosedError(
+                f"the writer closed before delivering to topic {state.topic!r} "
+                f"partition {state.partition}"
+            )
+        self._fail(state, state.in_flight, reason)
+        self._fail(state, [chunk.whole() for chunk in state.queue], reason)
+        state.queue.clear()
+        state.queued_messages = 0
+        state.queued_bytes = 0
+
+    def _crash(self, state: _Partition, exc: Exception) -> Error:
+        """Report a bug that stopped a drain: log it, tell the writer, and return the error
+        that fails the partition's messages."""
+        error = Error(
+            f"writing to topic {state.topic!r} partition {state.partition} failed "
+            f"unexpectedly: {exc!r}"
+        )
+        error.__cause__ = exc
+        self._log.error(
+            "writer_failed",
+            topic=state.topic,
+            partition=state.partition,
+            error=repr(exc),
+            exc_info=exc,
+        )
+        self._on_failure(error)
+        return error
 
     async def _linger(self, state: _Partition) -> None:
         settings = self._settings
@@ -718,21 +765,38 @@ class Producer:
     # -- closing --------------------------------------------------------------------------
 
     async def close(self, deadline: float) -> None:
-        """Deliver what is queued within `deadline` seconds; fail the rest with ClosedError."""
+        """Deliver what is queued by `deadline` (event loop time); fail the rest with
+        ClosedError.
+
+        Returns when every task of the engine has ended: those still running at the
+        deadline are cancelled, and waited for (a little longer) too.
+        """
         self._closing = True
+        loop = self._loop
         for state in self._partitions.values():
             state.full.set()
-        tasks = [s.task for s in self._partitions.values() if s.task is not None]
-        if tasks:
-            _done, pending = await asyncio.wait(tasks, timeout=deadline)
-            for task in pending:
-                task.cancel()
-            if pending:
-                await asyncio.wait(pending)
-        if self._background:
-            _done, late = await asyncio.wait(self._background, timeout=max(deadline, 0.1))
-            for task in late:
-                task.cancel()
+        drains = [s.task for s in self._partitions.values() if s.task is not None]
+        await finish_tasks(drains, deadline, self._log)
+        # The drains are over, so no completion starts after this.
+        completions = set(self._background)
+        await finish_tasks(completions, max(deadline, loop.time() + _COMPLETION_GRACE), self._log)
+
+
+async def finish_tasks(tasks: Collection[asyncio.Task[Any]], deadline: float, log: Any) -> None:
+    """Wait for `tasks` until `deadline` (event loop time), then cancel those still running
+    and wait for them as well, for at most a second more; log any that outlive that."""
+    if not tasks:
+        return
+    loop = asyncio.get_running_loop()
+    _done, pending = await asyncio.wait(tasks, timeout=max(deadline - loop.time(), 0.0))
+    if not pending:
+        return
+    for task in pending:
+        task.cancel()
+    _done, stuck = await asyncio.wait(pending, timeout=_CANCEL_GRACE)
+    if stuck:
+        # Only code that swallows cancellation gets here, such as a completion callback.
+        log.error("tasks_left_running", tasks=sorted(task.get_name() for task in stuck))
 
 
 def _is_retriable(error: Error) -> bool:

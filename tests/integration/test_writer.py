@@ -17,6 +17,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.structs import ConsumerRecord
+from structlog.testing import capture_logs
 
 from aiomq import (
     ClosedError,
@@ -27,6 +28,7 @@ from aiomq import (
     MessageTooLargeError,
     RoundRobin,
     UnknownTopicOrPartitionError,
+    WriteErrors,
     Writer,
 )
 
@@ -693,6 +695,66 @@ async def test_a_closed_writer_cannot_be_opened_again(bootstrap_servers: str, to
     with pytest.raises(ClosedError):
         async with writer:
             pass
+
+
+async def test_no_task_of_the_writer_is_left_running_when_aclose_returns(
+    bootstrap_servers: str, topic: str
+) -> None:
+    await create_topic(bootstrap_servers, topic, 2)
+    started: list[int] = []
+    ended: list[int] = []
+
+    async def completion(messages: list[Message], error: Error | None) -> None:
+        started.append(len(messages))
+        try:
+            await asyncio.Event().wait()  # only the writer's closing ends it
+        finally:
+            # Clean-up that takes a while: aclose() must wait for it, not just cancel.
+            await asyncio.sleep(0.2)
+            ended.append(len(messages))
+
+    before = asyncio.all_tasks()
+    async with Writer(
+        brokers=[bootstrap_servers], topic=topic, completion=completion, close_timeout=0.1
+    ) as writer:
+        await writer.write_messages(*numbered(20))
+
+    assert asyncio.all_tasks() - before == set()
+    assert sum(started) == 20
+    assert sorted(ended) == sorted(started)
+
+
+async def test_a_background_task_failing_unexpectedly_is_logged_and_fails_the_next_call_and_aclose(
+    bootstrap_servers: str, topic: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await create_topic(bootstrap_servers, topic, 1)
+    bug = RuntimeError("a bug in the batch builder")
+
+    def build_batch(*args: object) -> None:
+        raise bug
+
+    writer = Writer(brokers=[bootstrap_servers], topic=topic)
+    with capture_logs() as logs:
+        async with writer:
+            assert writer._producer is not None
+            monkeypatch.setattr(writer._producer, "_build_batch", build_batch)
+            with pytest.raises(WriteErrors) as first:
+                await writer.write_messages(Message(value=b"lost"))
+            with pytest.raises(Error) as next_call:
+                await writer.write_messages(Message(value=b"refused"))
+            with pytest.raises(Error) as closing:
+                await writer.aclose()
+
+    (reason,) = first.value.errors
+    assert reason is not None and reason.__cause__ is bug
+    for caught in (next_call, closing):
+        assert not isinstance(caught.value, WriteErrors | ClosedError)
+        assert caught.value.__cause__ is bug
+        assert repr(topic) in str(caught.value)
+    failures = [entry for entry in logs if entry["event"] == "writer_failed"]
+    assert [(f["log_level"], f["topic"], f["partition"]) for f in failures] == [("error", topic, 0)]
+    assert writer.stats().messages == 0
+    assert await read_all(bootstrap_servers, partitions_of(topic, 1)) == []
 
 
 # -- cancellation -------------------------------------------------------------------------
