@@ -157,30 +157,64 @@ async def run_handler(reader: Reader, handler: GroupHandler) -> None:
 async def _run_generation(reader: Reader, handler: GroupHandler, session: GroupSession) -> None:
     ended = asyncio.Event()
     finished = asyncio.Event()
+    tasks: list[asyncio.Task[None]] = []
+    log = reader._log
 
     async def on_revoke(revoked: set[TopicPartition]) -> None:
         # Called by the group coordinator before the partitions change hands: end every
         # claim and wait until the handler has let go of them, so marks can be committed.
+        # A claim that does not let go within rebalance_timeout is cancelled: the group
+        # would evict this member otherwise.
         ended.set()
-        await finished.wait()
+        limit = reader.config.rebalance_timeout
+        try:
+            async with asyncio.timeout(limit):
+                await finished.wait()
+            return
+        except TimeoutError:
+            pass
+        stuck = [task for task in tasks if not task.done()]
+        log.warning(
+            "group_claim_cancelled",
+            claims=sorted(session.claims),
+            stuck=len(stuck),
+            rebalance_timeout=limit,
+        )
+        for task in stuck:
+            task.cancel()
+        try:
+            async with asyncio.timeout(limit):
+                await finished.wait()
+        except TimeoutError:
+            log.warning("group_cleanup_timed_out", claims=sorted(session.claims))
 
     reader._handler_hooks.append(on_revoke)
     try:
         await handler.setup(session)
-        tasks = [
+        tasks.extend(
             asyncio.create_task(handler.consume_claim(session, Claim(reader, key, ended)))
             for key in sorted(session.claims)
-        ]
+        )
         try:
-            await asyncio.gather(*tasks)
+            await _claims_done(tasks)
         except BaseException:
             ended.set()
             for task in tasks:
                 task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await asyncio.wait(tasks)
             raise
         finally:
             await handler.cleanup(session)
     finally:
         finished.set()
         reader._handler_hooks.remove(on_revoke)
+
+
+async def _claims_done(tasks: list[asyncio.Task[None]]) -> None:
+    """Wait for every claim; raise the first failure. A claim cancelled on revoke is done."""
+    pending = set(tasks)
+    while pending:
+        done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_EXCEPTION)
+        for task in done:
+            if not task.cancelled() and task.exception() is not None:
+                raise task.exception()  # type: ignore[misc]

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Final, Self
 from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import TopicPartition as _TP
 
+from aiomq._internal.calls import WaitingCalls
 from aiomq._internal.commits import OffsetStash
 from aiomq._internal.config import (
     build_config,
@@ -28,12 +29,21 @@ from aiomq._internal.config import (
     check_connection,
     check_positive_int,
     check_seconds,
+    check_topic_name,
     resolve_client_id,
 )
 from aiomq._internal.errmap import map_errors
-from aiomq._internal.fetch import RecordConverter, fill, new_consumer, stop_consumer
+from aiomq._internal.fetch import (
+    RecordConverter,
+    drop_buffered,
+    fill,
+    new_consumer,
+    stop_consumer,
+)
 from aiomq._internal.group_commits import GroupCommits, Listener
+from aiomq._internal.health import Reachability
 from aiomq._internal.log import get_logger
+from aiomq._internal.metadata import topic_partitions
 from aiomq._internal.positions import (
     partition_lag,
     read_position,
@@ -44,8 +54,15 @@ from aiomq._internal.records import MessageFactory
 from aiomq._internal.records import install as install_record_hook
 from aiomq._internal.security import open_client
 from aiomq._internal.shield import finish_shielded
+from aiomq._internal.tasks import BackgroundTasks
 from aiomq.dialer import Dialer
-from aiomq.errors import ClosedError, CommitError, ConfigError
+from aiomq.errors import (
+    ClosedError,
+    CommitError,
+    ConfigError,
+    RequestTimeoutError,
+    UnknownTopicOrPartitionError,
+)
 from aiomq.message import Message, to_millis
 from aiomq.stats import ReaderStats
 
@@ -68,6 +85,9 @@ LAST_OFFSET: Final = -1
 """Start after the newest message: read only what is written from now on (`LastOffset`)."""
 
 _NEVER: Final = -1
+
+# What stopping the client may take beyond a second: one LeaveGroup round trip.
+_LEAVE_ROUND_TRIP: Final = 1.0
 
 TopicPartition = tuple[str, int]
 """A `(topic, partition)` pair, as rebalance callbacks and `CommitError.offsets` give them."""
@@ -169,6 +189,19 @@ class ReaderConfig:
     pending commits were flushed. May be async. Default: None. Only used when group_id is
     set."""
 
+    commit_timeout: float = 10.0
+    """Seconds one commit may take, waiting for an earlier commit and for the group
+    coordinator included; past it, `commit_messages` raises `CommitError` (a stashed
+    offset stays stashed for the next flush). Default: 10.0. Only used when group_id is
+    set."""
+
+    unavailable_timeout: float | None = None
+    """Seconds reads may go on without any broker answering before they raise
+    `BrokerConnectionError`. With None, reads keep retrying through an outage (a service
+    survives a broker restart); either way each failed attempt is counted in
+    `stats().errors` and the outage is logged (`broker_unreachable`, then
+    `broker_reachable`). Default: None."""
+
     close_timeout: float = 10.0
     """Seconds `aclose()` may spend flushing commits and leaving the group. Default: 10.0."""
 
@@ -207,6 +240,9 @@ class ReaderConfig:
             raise ConfigError("topic is required (or group_topics, with group_id)")
         if self.topic is not None and (not isinstance(self.topic, str) or not self.topic):
             raise ConfigError(f"topic must be a non-empty string, not {self.topic!r}")
+        for name in (self.topic, *self.group_topics):
+            if name is not None:
+                check_topic_name(name)
         if self.partition is not None and (
             not isinstance(self.partition, int)
             or isinstance(self.partition, bool)
@@ -221,7 +257,14 @@ class ReaderConfig:
             )
         for name in ("max_wait", "commit_interval", "read_lag_interval", "close_timeout"):
             check_seconds(name, getattr(self, name), allow_zero=True)
-        for name in ("heartbeat_interval", "session_timeout", "rebalance_timeout"):
+        if self.unavailable_timeout is not None:
+            check_seconds("unavailable_timeout", self.unavailable_timeout, allow_zero=False)
+        for name in (
+            "heartbeat_interval",
+            "session_timeout",
+            "rebalance_timeout",
+            "commit_timeout",
+        ):
             check_seconds(name, getattr(self, name), allow_zero=False)
         if self.heartbeat_interval >= self.session_timeout:
             raise ConfigError(
@@ -286,9 +329,13 @@ class Reader:
         # Kept here, not in GroupCommits: the read path fills it as often as commits drain it.
         self._stash = OffsetStash()
         self._commits = GroupCommits(self)
-        self._flusher: asyncio.Task[None] | None = None
-        self._lag_task: asyncio.Task[None] | None = None
+        # The flusher and the lag updater; every call waiting in another task.
+        self._tasks = BackgroundTasks("Reader", self._log)
+        self._calls = WaitingCalls("Reader")
         self._assigned: set[TopicPartition] = set()
+        # Grows at every revocation and assignment: a message read under an older value
+        # must not go back to the buffer.
+        self._epoch = 0
         # The offset after the last message fetched, per partition (not the last returned).
         self._fetched_next: dict[TopicPartition, int] = {}
         self._stashing = self._group and cfg.commit_interval > 0
@@ -299,8 +346,22 @@ class Reader:
         self._pending_seek: int | None = None if self._group else cfg.start_offset
         self._read_lag: int = _NEVER
         self._handler_hooks: list[Callable[[set[TopicPartition]], Awaitable[None]]] = []
-        self._counts = {"messages": 0, "bytes": 0, "fetches": 0, "errors": 0, "commits": 0}
+        self._counts = {
+            "messages": 0,
+            "bytes": 0,
+            "fetches": 0,
+            "errors": 0,
+            "commits": 0,
+            "stale_commits": 0,
+        }
         self._converter = RecordConverter(self._counts)
+        self._health = Reachability(
+            log=self._log,
+            counts=self._counts,
+            brokers=cfg.brokers,
+            unavailable_timeout=cfg.unavailable_timeout,
+            quiet=max(2.0, 3 * cfg.max_wait),
+        )
         self._rebalances = 0
         self._assigned_event = asyncio.Event()
         self._tp: TopicPartition | None = None
@@ -334,19 +395,40 @@ class Reader:
                 if self._tp is None:
                     consumer.subscribe(topics=list(cfg.topics), listener=Listener(self._commits))
                 else:
+                    await self._check_partition(consumer, self._tp)
                     consumer.assign([_TP(*self._tp)])
         except BaseException:
             self._state = "closed"
-            await finish_shielded(stop_consumer(consumer, self._log))
+            await finish_shielded(stop_consumer(consumer, self._log, 1.0))
             raise
         self._consumer = consumer
         self._state = "open"
-        loop = asyncio.get_running_loop()
         if self._group and cfg.commit_interval > 0:
-            self._flusher = loop.create_task(self._commits.flush_periodically())
+            self._tasks.start_soon("commit flusher", self._commits.flush_periodically)
         if not self._group and cfg.read_lag_interval > 0:
-            self._lag_task = loop.create_task(update_lag_periodically(self))
+            self._tasks.start_soon("lag updater", lambda: update_lag_periodically(self))
+        await self._tasks.start()
         return self
+
+    async def _check_partition(self, consumer: AIOKafkaConsumer, key: TopicPartition) -> None:
+        """Refuse a partition that does not exist, instead of waiting for it forever."""
+        topic, partition = key
+        timeout = self.config.dialer.timeout if self.config.dialer is not None else 10.0
+        try:
+            async with asyncio.timeout(timeout):
+                partitions = await topic_partitions(
+                    consumer._client, topic, allow_create=False, brokers=self.config.brokers
+                )
+        except TimeoutError:
+            raise RequestTimeoutError(
+                f"the metadata of topic {topic!r} did not arrive within {timeout:g} s"
+            ) from None
+        if partition not in partitions:
+            raise UnknownTopicOrPartitionError(
+                topic=topic,
+                partition=partition,
+                detail=f"the topic has {len(partitions)} partitions (0 to {len(partitions) - 1})",
+            )
 
     async def __aexit__(
         self,
@@ -359,13 +441,19 @@ class Reader:
     async def aclose(self) -> None:
         """Flush pending commits, leave the group and disconnect. Safe to call twice.
 
-        Returns within `close_timeout` (plus at most a second to release connections) even
-        when the broker is unreachable or another task waits in `fetch_message` (that task
-        gets `ClosedError`). It runs to its end even
-        if the calling task is cancelled meanwhile, then re-raises the cancellation.
+        Every call waiting in another task (`fetch_message`, `fetch_batch`,
+        `read_message`, `commit_messages`) ends at once with `ClosedError`, and an
+        `async for` loop ends. With nothing to flush, the close takes about a second plus
+        one request round trip, also during a group join; it never takes more than
+        `close_timeout` (plus a second to release connections), even when the broker is
+        unreachable. When it returns, no task of the reader's, or of the aiokafka client
+        under it, is left running. It runs to its end even if the calling task is
+        cancelled meanwhile, then re-raises the cancellation.
 
         Raises:
             CommitError: The final flush of the offset stash failed; the offsets are named.
+            BackgroundTaskError: A background task (the commit flusher or the lag
+                updater) had failed; its exception is the cause.
         """
         if self._state in ("closing", "closed"):
             return
@@ -373,12 +461,15 @@ class Reader:
         await finish_shielded(self._close())
 
     async def _close(self) -> None:
-        for task in (self._flusher, self._lag_task):
-            if task is not None:
-                task.cancel()
-        # One deadline for the whole close; leaving the group still gets a moment of its own
-        # so that connections and background tasks are released.
-        deadline = asyncio.get_running_loop().time() + self.config.close_timeout
+        loop = asyncio.get_running_loop()
+        # One deadline for the whole close; releasing the client still gets a moment of its
+        # own so that connections and background tasks end.
+        deadline = loop.time() + self.config.close_timeout
+        await self._tasks.aclose(1.0)
+        # Calls waiting in other tasks end with ClosedError; their commits, if any, are
+        # still in the stash for the final flush.
+        self._calls.end()
+        await self._calls.wait_ended(1.0)
         failure: CommitError | None = None
         consumer = self._consumer
         self._assigned_event.set()  # a consume() waiting for the next generation returns
@@ -386,16 +477,13 @@ class Reader:
             failure = await self._commits.leave(deadline)
         finally:
             if consumer is not None:
-                loop = asyncio.get_running_loop()
-                try:
-                    async with asyncio.timeout_at(max(deadline, loop.time() + 1.0)):
-                        await stop_consumer(consumer, self._log)
-                except TimeoutError:
-                    self._log.warning("reader_close_timed_out")
-            self._buffer.clear()
+                budget = max(deadline - loop.time(), 1.0)
+                await stop_consumer(consumer, self._log, min(budget, 1.0 + _LEAVE_ROUND_TRIP))
+            drop_buffered(self)
             self._state = "closed"
         if failure is not None:
             raise failure
+        self._tasks.check()
 
     def _open_consumer(self) -> AIOKafkaConsumer:
         consumer = self._consumer
@@ -415,6 +503,8 @@ class Reader:
             ClosedError: The reader is closed, or was closed while waiting.
             BrokerConnectionError: The cluster cannot be reached.
         """
+        if self._state != "open":
+            raise ClosedError(f"the Reader is {self._state}")
         if self._position_commits:
             self._commits.end_position_commits()
         buffer = self._buffer
@@ -432,6 +522,8 @@ class Reader:
         """
         if max_messages < 1:
             raise ConfigError(f"max_messages must be 1 or more, not {max_messages!r}")
+        if self._state != "open":
+            raise ClosedError(f"the Reader is {self._state}")
         if self._position_commits:
             self._commits.end_position_commits()
         buffer = self._buffer
@@ -459,6 +551,8 @@ class Reader:
         Raises:
             CommitError: The commit failed; `.messages` holds the message that was read.
         """
+        if self._state != "open":
+            raise ClosedError(f"the Reader is {self._state}")
         buffer = self._buffer
         while not buffer:
             await fill(self)
@@ -470,12 +564,16 @@ class Reader:
                 if not self._position_commits:
                     self._commits.stash_one(message)
                 return message
+            epoch = self._epoch
             try:
-                await self._commits.commit([message])
+                with self._calls.wait("committing"):
+                    await self._commits.commit([message])
             except asyncio.CancelledError:
-                # The caller will not see this message: hand it to the next read. Its commit
+                # The caller will not see this message: hand it to the next read, unless
+                # its partition was revoked meanwhile (its next owner reads it). Its commit
                 # may or may not have reached the broker; reading it again is at-least-once.
-                buffer.appendleft(message)
+                if self._epoch == epoch and self._state == "open":
+                    buffer.appendleft(message)
                 raise
         return message
 
@@ -526,7 +624,7 @@ class Reader:
                 f"offset must be 0 or more, FIRST_OFFSET or LAST_OFFSET, not {offset!r}"
             )
         self._pending_seek = offset
-        self._buffer.clear()
+        drop_buffered(self)
 
     async def set_offset_at(self, when: datetime) -> None:
         """Make the next read start at the first message whose time is `when` or later.
@@ -560,7 +658,7 @@ class Reader:
                 offset = (await consumer.end_offsets([tp]))[tp]
             consumer.seek(tp, offset)
         self._pending_seek = None
-        self._buffer.clear()
+        drop_buffered(self)
         assert offset is not None
         self._fetched_next[key] = offset
 
@@ -606,19 +704,41 @@ class Reader:
         The highest offset per partition wins. With `commit_interval` > 0 the offsets go to
         the stash and this returns at once; with 0 they are committed before returning.
 
+        Commits never move a partition backwards, across rebalances too: an offset at or
+        below what the group has committed (learnt when the partition was assigned), or for
+        a partition this reader does not own now, is dropped, never sent; it is logged as
+        `stale_commit_dropped` and counted in `stats().stale_commits`.
+
+        Each commit is bounded by `commit_timeout`. Safe from several tasks; commits are
+        sent one at a time.
+
         Cancellation: with a stash, nothing is awaited. Without, a cancelled commit may or
         may not have reached the broker; committing the same messages again is harmless.
+        Closing the reader from another task ends a waiting commit with `ClosedError`.
 
         Raises:
-            ConfigError: The reader is not in group mode.
-            CommitError: The commit failed (only with `commit_interval` 0).
+            ConfigError: The reader is not in group mode, or a message could not have been
+                read by it (a negative offset or partition, a topic it does not read).
+            CommitError: The commit failed or did not finish within `commit_timeout`
+                (only with `commit_interval` 0); it names the offsets.
+            ClosedError: The reader is closed, or was closed while the commit waited.
         """
         if not self._group:
             raise ConfigError(
                 "commit_messages needs a consumer group: create the Reader with group_id"
             )
         self._open_consumer()
-        if messages:
+        if not messages:
+            return
+        topics = self.config.topics
+        for message in messages:
+            if message.offset < 0 or message.partition < 0 or message.topic not in topics:
+                raise ConfigError(
+                    f"cannot commit {message.topic}[{message.partition}]@{message.offset}: "
+                    "only a message this reader returned can be committed (it reads "
+                    f"{', '.join(topics)})"
+                )
+        with self._calls.wait("committing"):
             await self._commits.commit(messages)
 
     # -- consumer-group handler (Sarama's model) ------------------------------------------

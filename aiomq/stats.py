@@ -92,6 +92,11 @@ class ReaderStats:
     commits: int
     """Successful offset commits (each may cover several partitions)."""
 
+    stale_commits: int
+    """Partition offsets given to commit and dropped, never sent: the partition was not
+    owned when they were given, or the group had already committed that far (see
+    `Reader.commit_messages`)."""
+
     rebalances: int
     """Partition assignments received from the group coordinator."""
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import re
 from collections.abc import AsyncIterator, Iterable, Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Final
@@ -35,6 +34,7 @@ from aiomq._internal.admin_protocol import (
     partitions_of,
 )
 from aiomq._internal.backoff import backoff_delay
+from aiomq._internal.config import check_topic_name
 from aiomq._internal.errmap import broker_error, translate
 from aiomq._internal.security import connection_options
 from aiomq.errors import ClosedError, ConfigError, Error, RequestTimeoutError
@@ -64,8 +64,6 @@ __all__ = [
     "unique_topics",
 ]
 
-_TOPIC_NAME: Final = re.compile(r"[a-zA-Z0-9._-]+")
-_TOPIC_NAME_MAX: Final = 249
 _TOPIC_ALREADY_EXISTS: Final = 36
 
 
@@ -75,22 +73,6 @@ _TOPIC_ALREADY_EXISTS: Final = 36
 def is_int(value: object) -> bool:
     """Whether `value` is an int and not a bool (which Python counts as one)."""
     return isinstance(value, int) and not isinstance(value, bool)
-
-
-def check_topic_name(name: object) -> None:
-    """Refuse a name Kafka would refuse as a topic name.
-
-    Raises:
-        ConfigError: The name is not 1 to 249 of a-z, A-Z, 0-9, '.', '_' and '-', or is
-            '.' or '..'.
-    """
-    if not isinstance(name, str) or not name:
-        raise ConfigError(f"a topic name must be a non-empty string, not {name!r}")
-    if name in (".", "..") or len(name) > _TOPIC_NAME_MAX or not _TOPIC_NAME.fullmatch(name):
-        raise ConfigError(
-            f"{name!r} is not a valid topic name: use 1 to {_TOPIC_NAME_MAX} of the "
-            "characters a-z, A-Z, 0-9, '.', '_' and '-' (and not '.' or '..')"
-        )
 
 
 def check_group_id(group_id: object) -> None:

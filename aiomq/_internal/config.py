@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 from aiomq.dialer import Dialer
 from aiomq.errors import ConfigError
@@ -15,10 +16,14 @@ __all__ = [
     "check_connection",
     "check_positive_int",
     "check_seconds",
+    "check_topic_name",
     "resolve_client_id",
 ]
 
 DEFAULT_CLIENT_ID = "aiomq"
+
+_TOPIC_NAME: Final = re.compile(r"[a-zA-Z0-9._-]+")
+_TOPIC_NAME_MAX: Final = 249
 
 C = TypeVar("C")
 
@@ -80,3 +85,19 @@ def resolve_client_id(client_id: str | None, dialer: Dialer | None) -> str:
     if dialer is not None and dialer.client_id is not None:
         return dialer.client_id
     return DEFAULT_CLIENT_ID
+
+
+def check_topic_name(name: object) -> None:
+    """Refuse a name Kafka would refuse as a topic name.
+
+    Raises:
+        ConfigError: The name is not 1 to 249 of a-z, A-Z, 0-9, '.', '_' and '-', or is
+            '.' or '..'.
+    """
+    if not isinstance(name, str) or not name:
+        raise ConfigError(f"a topic name must be a non-empty string, not {name!r}")
+    if name in (".", "..") or len(name) > _TOPIC_NAME_MAX or not _TOPIC_NAME.fullmatch(name):
+        raise ConfigError(
+            f"{name!r} is not a valid topic name: use 1 to {_TOPIC_NAME_MAX} of the "
+            "characters a-z, A-Z, 0-9, '.', '_' and '-' (and not '.' or '..')"
+        )

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final
 
@@ -24,7 +25,15 @@ from aiomq.message import Message
 if TYPE_CHECKING:
     from aiomq.reader import Reader, ReaderConfig, TopicPartition
 
-__all__ = ["RecordConverter", "fill", "new_consumer", "stop_consumer", "to_messages"]
+__all__ = [
+    "RecordConverter",
+    "committed_future",
+    "drop_buffered",
+    "fill",
+    "new_consumer",
+    "stop_consumer",
+    "to_messages",
+]
 
 _new_message: Final = tuple.__new__
 
@@ -68,25 +77,114 @@ def new_consumer(
     )
 
 
-async def stop_consumer(consumer: AIOKafkaConsumer, log: Any) -> None:
-    """Stop an aiokafka consumer completely, even when a broker is unreachable.
+async def stop_consumer(consumer: AIOKafkaConsumer, log: Any, budget: float) -> None:
+    """Stop an aiokafka consumer completely within `budget`, even mid-join or mid-outage.
 
-    There, aiokafka's `stop()` re-raises the cancellation of its own fetch task and gives
-    up before closing its client, whose metadata task would then keep reconnecting.
+    aiokafka's `stop()` waits for a group join under way to finish, which can take half a
+    session timeout, and when cut short it leaves its fetcher, metadata and connection
+    tasks running. So the group coordination task is ended first (leaving the group is
+    still attempted), `stop()` gets `budget`, and whatever it left is torn down after.
 
     Args:
         consumer: The consumer to stop.
         log: The reader's logger.
+        budget: Seconds `stop()` may take before its tasks are torn down.
     """
+    coordinator = consumer._coordinator
+    task = getattr(coordinator, "_coordination_task", None)
+    if task is not None and not task.done():
+        task.cancel()
+        await asyncio.wait({task}, timeout=budget)
     try:
-        await consumer.stop()
+        async with asyncio.timeout(budget):
+            await consumer.stop()
+        return
+    except TimeoutError:
+        log.warning("reader_close_timed_out", budget=budget)
     except asyncio.CancelledError:
         current = asyncio.current_task()
         if current is not None and current.cancelling():
             raise
+        # aiokafka re-raises the cancellation of one of its own tasks here.
         log.warning("reader_close_interrupted")
-        with contextlib.suppress(Exception):
+    except Exception as exc:
+        log.warning("reader_close_failed", error=repr(exc))
+    await _tear_down(consumer)
+
+
+async def _tear_down(consumer: AIOKafkaConsumer) -> None:
+    """End every task an aiokafka consumer runs, and close its connections."""
+    tasks: list[asyncio.Task[Any]] = []
+    coordinator = consumer._coordinator
+    if coordinator is not None:
+        for name in (
+            "_coordination_task",
+            "_heartbeat_task",
+            "_commit_refresh_task",
+            "_reset_committed_task",
+        ):
+            task = getattr(coordinator, name, None)
+            if task is not None:
+                tasks.append(task)
+    fetcher = consumer._fetcher
+    if fetcher is not None:
+        tasks.append(fetcher._fetch_task)
+    for task in tasks:
+        task.cancel()
+    if tasks:
+        await asyncio.wait(tasks, timeout=1.0)
+    with contextlib.suppress(Exception):
+        async with asyncio.timeout(1.0):
             await consumer._client.close()
+
+
+def committed_future(consumer: AIOKafkaConsumer, tp: Any) -> asyncio.Future[Any] | None:
+    """Ask aiokafka for the group's committed offset of an assigned partition.
+
+    aiokafka asks the coordinator once for every partition that waits (it does so anyway
+    to start fetching), so this costs no request of its own.
+
+    Returns:
+        A future of the `OffsetAndMetadata` (offset -1 when nothing is committed), or None
+        when the partition is not assigned in aiokafka's view.
+    """
+    subscription = consumer._subscription.subscription
+    assignment = None if subscription is None else subscription.assignment
+    if assignment is None or tp not in assignment.tps:
+        return None
+    future: asyncio.Future[Any] = assignment.state_value(tp).fetch_committed()
+    return future
+
+
+def drop_buffered(reader: Reader, which: Callable[[Message], bool] | None = None) -> int:
+    """Take messages out of a reader's buffer without returning them; uncount them.
+
+    The buffer is changed in place, since tasks waiting to read hold on to it.
+
+    Args:
+        reader: The reader.
+        which: Which messages to drop; None drops them all.
+
+    Returns:
+        How many were dropped.
+    """
+    buffer = reader._buffer
+    if not buffer:
+        return 0
+    if which is None:
+        dropped = list(buffer)
+        buffer.clear()
+    else:
+        kept = [m for m in buffer if not which(m)]
+        if len(kept) == len(buffer):
+            return 0
+        dropped = [m for m in buffer if which(m)]
+        buffer.clear()
+        buffer.extend(kept)
+    counts = reader._counts
+    counts["messages"] -= len(dropped)
+    counts["bytes"] -= message_bytes(dropped)
+    return len(dropped)
 
 
 async def fill(reader: Reader, take: int = 0) -> list[Message] | None:
@@ -109,11 +207,12 @@ async def fill(reader: Reader, take: int = 0) -> list[Message] | None:
         Error: The fetch failed (counted in the stats' errors).
     """
     consumer = reader._open_consumer()
+    reader._tasks.check()
     if reader._pending_seek is not None:
         await reader._apply_seek(consumer)
     config = reader.config
     try:
-        with map_errors(brokers=config.brokers, topic=config.topic):
+        with reader._calls.wait("fetching"), map_errors(brokers=config.brokers, topic=config.topic):
             batch: dict[Any, list[Any]] = await consumer.getmany(
                 timeout_ms=max(100, int(config.max_wait * 1000)),
                 max_records=config.queue_capacity,
@@ -125,8 +224,13 @@ async def fill(reader: Reader, take: int = 0) -> list[Message] | None:
         raise
     if reader._state != "open":
         raise ClosedError(f"the Reader is {reader._state}")
+    health = reader._health
     if not batch:
+        with reader._calls.wait("fetching"):
+            await health.after_empty_fetch(consumer, reader._assigned)
         return None
+    if health.down:
+        health.answered()
     counts = reader._counts
     counts["fetches"] += 1
     factory = reader._factory

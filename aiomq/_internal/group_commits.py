@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections import deque
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +27,7 @@ from aiokafka.structs import TopicPartition as _TP
 
 from aiomq._internal.commits import next_offsets
 from aiomq._internal.errmap import translate
+from aiomq._internal.fetch import committed_future, drop_buffered
 from aiomq._internal.positions import read_position
 from aiomq.errors import CommitError
 from aiomq.message import Message
@@ -57,51 +57,139 @@ class GroupCommits:
     Safe from several tasks of one event loop: a lock sends commits one at a time.
     """
 
-    __slots__ = ("_committed", "_lock", "_reader")
+    __slots__ = ("_committed", "_floors", "_lock", "_reader")
 
     def __init__(self, reader: Reader) -> None:
         self._reader = reader
-        # The highest offset this reader committed per partition under its assignment.
+        # The group's committed offset of each owned partition, as far as this reader
+        # knows: learnt when the partition is assigned, raised by each commit it makes. A
+        # commit at or below it would move the group back, or change nothing.
         self._committed: dict[_TP, int] = {}
+        # Owned partitions whose committed offset is still being asked for.
+        self._floors: dict[_TP, asyncio.Future[Any]] = {}
         self._lock = asyncio.Lock()
 
     async def commit(self, messages: Sequence[Message]) -> None:
         """Commit messages: stash them with a `commit_interval`, else commit them now.
 
+        Offsets of partitions the reader does not own, and offsets at or below what the
+        group has committed, are dropped (logged as `stale_commit_dropped` and counted),
+        never sent: committing them could move the group back.
+
         Args:
             messages: The messages; each commits everything before it in its partition.
 
         Raises:
-            CommitError: The commit failed (only with `commit_interval` 0).
+            CommitError: The commit failed, or did not finish within `commit_timeout`
+                (only with `commit_interval` 0).
         """
         offsets = next_offsets(messages)
         if self._reader.config.commit_interval > 0:
             self.stash_owned(offsets)
             return
-        async with self._lock:
-            # The highest offset per partition wins across calls too: an older message
-            # committed later must not move the group back.
-            committed = self._committed
-            offsets = {tp: o for tp, o in offsets.items() if committed.get(tp, -1) < o}
-            if offsets:
-                await self.commit_now(offsets, messages)
+        offsets = self._owned(offsets)
+        if not offsets:
+            return
+        timeout = self._reader.config.commit_timeout
+        scope = asyncio.timeout(timeout)
+        try:
+            async with scope, self._lock:
+                await self._learn_floors(offsets)
+                offsets = self._above_floor(offsets, stale=True)
+                if offsets:
+                    await self.commit_now(offsets, messages)
+        except TimeoutError:
+            if not scope.expired():
+                raise
+            raise self._timed_out(offsets, messages) from None
+
+    def _timed_out(self, offsets: dict[_TP, int], messages: Sequence[Message] = ()) -> CommitError:
+        reader = self._reader
+        reader._counts["errors"] += 1
+        pairs = {(tp.topic, tp.partition): off for tp, off in offsets.items()}
+        timeout = reader.config.commit_timeout
+        reader._log.error("commit_timed_out", offsets=describe_offsets(pairs), timeout=timeout)
+        return CommitError(
+            f"committing {describe_offsets(pairs)} did not finish within commit_timeout "
+            f"({timeout:g} s): the group coordinator did not answer",
+            offsets=pairs,
+            messages=messages,
+        )
+
+    def _owned(self, offsets: dict[_TP, int]) -> dict[_TP, int]:
+        """Keep the offsets of partitions this reader owns; drop the others as stale."""
+        assigned = self._reader._assigned
+        owned = {tp: o for tp, o in offsets.items() if (tp.topic, tp.partition) in assigned}
+        if len(owned) != len(offsets):
+            self._stale({tp: o for tp, o in offsets.items() if tp not in owned}, "not owned")
+        return owned
+
+    def _above_floor(self, offsets: dict[_TP, int], *, stale: bool) -> dict[_TP, int]:
+        """Keep the offsets above the group's known committed offset.
+
+        Args:
+            offsets: The offsets to commit.
+            stale: Whether the others were given by the caller, and so are reported as
+                stale; offsets the reader derived itself are just dropped.
+        """
+        committed = self._committed
+        above = {tp: o for tp, o in offsets.items() if committed.get(tp, -1) < o}
+        if stale and len(above) != len(offsets):
+            self._stale({tp: o for tp, o in offsets.items() if tp not in above}, "behind")
+        return above
+
+    def _stale(self, offsets: dict[_TP, int], why: str) -> None:
+        reader = self._reader
+        reader._counts["stale_commits"] += len(offsets)
+        reader._log.warning(
+            "stale_commit_dropped",
+            partitions=sorted((tp.topic, tp.partition) for tp in offsets),
+            offsets=describe_offsets({(tp.topic, tp.partition): o for tp, o in offsets.items()}),
+            reason=why,
+            committed={
+                f"{tp.topic}[{tp.partition}]": self._committed[tp]
+                for tp in offsets
+                if tp in self._committed
+            },
+        )
+
+    async def _learn_floors(self, offsets: dict[_TP, int]) -> None:
+        """Wait until the group's committed offset of each partition in `offsets` is known.
+
+        The caller bounds the wait (`commit_timeout`, or the close deadline).
+        """
+        floors = self._floors
+        waiting = [floors[tp] for tp in offsets if tp in floors]
+        if waiting:
+            await asyncio.wait(waiting)
+            self._settle_floors()
+
+    def _settle_floors(self) -> None:
+        """Take the committed offsets that have arrived since the last look."""
+        floors = self._floors
+        committed = self._committed
+        for tp, future in list(floors.items()):
+            if not future.done():
+                continue
+            del floors[tp]
+            if future.cancelled() or future.exception() is not None:
+                continue
+            offset = future.result().offset
+            if committed.get(tp, -1) < offset:
+                committed[tp] = offset
 
     def stash_owned(self, offsets: dict[_TP, int]) -> None:
-        """Stash offsets of partitions this reader owns; drop the others.
+        """Stash offsets of partitions this reader owns; drop the others as stale.
 
         An offset for a partition another member owns now is stale: stashed, it could be
-        applied later, if the partition came back, and move the group's position back.
+        applied later, if the partition came back, and move the group's position back. So
+        is one at or below what the group is known to have committed.
 
         Args:
             offsets: The offset to commit next, per partition.
         """
-        reader = self._reader
-        assigned = reader._assigned
-        owned = {tp: o for tp, o in offsets.items() if (tp.topic, tp.partition) in assigned}
-        if len(owned) != len(offsets):
-            stale = sorted((tp.topic, tp.partition) for tp in offsets if tp not in owned)
-            reader._log.warning("stale_commit_dropped", partitions=stale)
-        reader._stash.add(owned)
+        self._settle_floors()
+        self._reader._stash.add(self._above_floor(self._owned(offsets), stale=True))
 
     async def commit_now(self, offsets: dict[_TP, int], messages: Sequence[Message] = ()) -> None:
         """Send one commit to the group coordinator and remember what it committed.
@@ -139,30 +227,42 @@ class GroupCommits:
     async def flush(self, partitions: set[TopicPartition] | None) -> None:
         """Commit what the stash holds for owned partitions (or just `partitions`).
 
+        Bounded by `commit_timeout`, waiting for an earlier commit included.
+
         Args:
             partitions: The partitions to flush; None for every partition owned.
 
         Raises:
-            CommitError: The commit failed; the offsets stay stashed for the next flush.
+            CommitError: The commit failed or timed out; the offsets stay stashed for the
+                next flush.
         """
         reader = self._reader
         if reader._consumer is None:
             return
-        owned = reader._assigned if partitions is None else partitions & reader._assigned
-        owned_tps = {_TP(*key) for key in owned}
-        stash = reader._stash
-        async with self._lock:
-            if reader._position_commits:
-                self.stash_positions(owned)
-            offsets = stash.snapshot(owned_tps)
-            committed = self._committed
-            behind = {tp: o for tp, o in offsets.items() if committed.get(tp, -1) >= o}
-            stash.discard_committed(behind)
-            offsets = {tp: o for tp, o in offsets.items() if tp not in behind}
-            if not offsets:
-                return
-            await self.commit_now(offsets)
-            stash.discard_committed(offsets)
+        scope = asyncio.timeout(reader.config.commit_timeout)
+        offsets: dict[_TP, int] = {}
+        try:
+            async with scope, self._lock:
+                owned = reader._assigned if partitions is None else partitions & reader._assigned
+                owned_tps = {_TP(*key) for key in owned}
+                stash = reader._stash
+                if reader._position_commits:
+                    self.stash_positions(owned)
+                offsets = stash.snapshot(owned_tps)
+                await self._learn_floors(offsets)
+                # Read positions the reader stashed itself are dropped quietly when the
+                # group is already there; offsets a caller gave are reported as stale.
+                fresh = self._above_floor(offsets, stale=not reader._position_commits)
+                stash.discard_committed({tp: o for tp, o in offsets.items() if tp not in fresh})
+                offsets = fresh
+                if not offsets:
+                    return
+                await self.commit_now(offsets)
+                stash.discard_committed(offsets)
+        except TimeoutError:
+            if not scope.expired():
+                raise
+            raise self._timed_out(offsets) from None
 
     async def flush_periodically(self) -> None:
         """Flush the stash every `commit_interval` seconds, until cancelled."""
@@ -228,18 +328,24 @@ class GroupCommits:
             # A failure is logged; the next owner resumes from the last committed offset.
             with contextlib.suppress(CommitError):
                 await self.flush(revoked)
+        floors = self._floors
         for key in revoked:
-            # Another member may commit these partitions now, lower or higher.
-            self._committed.pop(_TP(*key), None)
+            # Another member may commit these partitions now; what the group has committed
+            # is learnt again if they come back.
+            tp = _TP(*key)
+            self._committed.pop(tp, None)
+            future = floors.pop(tp, None)
+            if future is not None:
+                future.cancel()
         dropped = stash.forget(_TP(*key) for key in revoked)
         if dropped:
             reader._log.warning("stashed_offsets_dropped", partitions=dropped)
         reader._assigned -= revoked
-        if revoked and reader._buffer:
-            # Messages of revoked partitions will be read by their next owner.
-            reader._buffer = deque(
-                m for m in reader._buffer if (m.topic, m.partition) not in revoked
-            )
+        reader._epoch += 1
+        if revoked:
+            # Messages of revoked partitions will be read by their next owner. The buffer
+            # is changed in place: tasks waiting to read hold on to it.
+            drop_buffered(reader, lambda m: (m[0], m[1]) in revoked)
         for key in revoked:
             reader._fetched_next.pop(key, None)
         if revoked:  # the first join of a member revokes nothing: say nothing then
@@ -254,7 +360,16 @@ class GroupCommits:
         """
         reader = self._reader
         reader._assigned = set(assigned)
-        reader._stash.keep_only({_TP(*key) for key in assigned})
+        reader._epoch += 1
+        tps = {_TP(*key) for key in assigned}
+        reader._stash.keep_only(tps)
+        consumer = reader._consumer
+        if consumer is not None:
+            for tp in tps:
+                if tp not in self._committed and tp not in self._floors:
+                    future = committed_future(consumer, tp)
+                    if future is not None:
+                        self._floors[tp] = future
         reader._rebalances += 1
         reader._assigned_event.set()
         reader._log.info("partitions_assigned", partitions=sorted(assigned))

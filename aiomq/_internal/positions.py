@@ -107,6 +107,7 @@ def stats_snapshot(reader: Reader) -> ReaderStats:
         fetches=c["fetches"],
         errors=c["errors"],
         commits=c["commits"],
+        stale_commits=c["stale_commits"],
         rebalances=reader._rebalances,
         queued=len(buffer),
         lag=total if known else -1,
