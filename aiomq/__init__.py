@@ -32,6 +32,7 @@ from .dialer import ScramSha256 as ScramSha256
 from .dialer import ScramSha512 as ScramSha512
 from .dialer import tls_context as tls_context
 from .errors import AuthenticationError as AuthenticationError
+from .errors import BackgroundTaskError as BackgroundTaskError
 from .errors import BrokerConnectionError as BrokerConnectionError
 from .errors import BrokerError as BrokerError
 from .errors import ClosedError as ClosedError
@@ -71,6 +72,7 @@ except _metadata.PackageNotFoundError:  # pragma: no cover - running from a bare
 
 __all__ = [
     "AuthenticationError",
+    "BackgroundTaskError",
     "Balancer",
     "BalancerLike",
     "BrokerConnectionError",

@@ -9,6 +9,7 @@ of aiomq can still catch them sensibly::
     ├── ConfigError(ValueError)          a setting or argument is invalid
     ├── InvalidMessageError(ValueError)  a message cannot be written as given
     ├── ClosedError(RuntimeError)        the object was closed, or was never opened
+    ├── BackgroundTaskError(RuntimeError)  a background task of the object failed
     ├── RequestTimeoutError(TimeoutError)  a request got no answer in time
     ├── BrokerConnectionError(ConnectionError)  no broker could be reached
     │   └── TLSError                     the TLS handshake failed, or one side lacks TLS
@@ -32,6 +33,7 @@ from aiomq.message import Message
 
 __all__ = [
     "AuthenticationError",
+    "BackgroundTaskError",
     "BrokerConnectionError",
     "BrokerError",
     "ClosedError",
@@ -68,6 +70,18 @@ class InvalidMessageError(Error, ValueError):
 
 class ClosedError(Error, RuntimeError):
     """The reader, writer or client was used after `aclose()`, or before it was opened."""
+
+
+class BackgroundTaskError(Error, RuntimeError):
+    """A background task of a reader or writer failed (a bug, not a broker's answer).
+
+    Readers run a commit flusher and a lag updater; writers run a sender per partition
+    and the async-mode completions.
+
+    The object no longer does all it promised: its next call and its `aclose()` raise
+    this error, whose `__cause__` is the task's exception, and the failure is logged (as
+    `background_task_failed` by a reader, `writer_failed` by a writer).
+    """
 
 
 class RequestTimeoutError(Error, TimeoutError):

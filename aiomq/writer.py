@@ -57,6 +57,7 @@ from aiomq.balancer import (
 )
 from aiomq.dialer import Dialer
 from aiomq.errors import (
+    BackgroundTaskError,
     ClosedError,
     ConfigError,
     Error,
@@ -388,8 +389,9 @@ class Writer:
         every task the writer started has ended.
 
         Raises:
-            Error: A background task of the writer failed unexpectedly (a bug, logged as
-                `writer_failed`); the error is caused by the original exception. Raised
+            BackgroundTaskError: A background task of the writer failed unexpectedly (a
+                bug, logged as `writer_failed`); the error is caused by the original
+                exception. Raised
                 once, after closing; the writer is closed all the same.
         """
         if self._state in ("closing", "closed"):
@@ -420,11 +422,11 @@ class Writer:
         if self._state == "open":
             self._state = "failed"
 
-    def _failed_error(self) -> Error:
+    def _failed_error(self) -> BackgroundTaskError:
         """A fresh error saying why the writer stopped, caused by the original exception."""
         failure = self._failure
         assert failure is not None
-        error = Error(f"the writer stopped accepting messages: {failure}")
+        error = BackgroundTaskError(f"the writer stopped accepting messages: {failure}")
         error.__cause__ = failure.__cause__
         return error
 
@@ -479,9 +481,9 @@ class Writer:
                 accepted). A synchronous call that the closing interrupts after handing
                 over some messages raises `WriteErrors` instead, with `ClosedError` for the
                 others.
-            Error: A background task of the writer failed unexpectedly (a bug, logged as
-                `writer_failed`), and the writer accepts nothing more; the error is caused
-                by the original exception. Close the writer and open another.
+            BackgroundTaskError: A background task of the writer failed unexpectedly (a
+                bug, logged as `writer_failed`), and the writer accepts nothing more; the
+                error is caused by the original exception. Close the writer and open another.
         """
         producer = self._producer
         if self._state != "open" or producer is None:

@@ -19,13 +19,9 @@ from typing import Any
 import anyio
 import anyio.abc
 
-from aiomq.errors import Error
+from aiomq.errors import BackgroundTaskError
 
-__all__ = ["BackgroundTaskError", "BackgroundTasks"]
-
-
-class BackgroundTaskError(Error, RuntimeError):
-    """A resource's background task failed; the resource no longer works as promised."""
+__all__ = ["BackgroundTasks"]
 
 
 class BackgroundTasks:

@@ -17,6 +17,7 @@ from aiokafka.structs import TopicPartition
 from structlog.testing import capture_logs
 
 from aiomq import (
+    BackgroundTaskError,
     BrokerConnectionError,
     ClosedError,
     CommitError,
@@ -25,7 +26,9 @@ from aiomq import (
     Reader,
     UnknownTopicOrPartitionError,
 )
+from aiomq._internal.group_commits import GroupCommits
 from aiomq.group import Claim, GroupSession
+from aiomq.testing import EmbeddedBroker
 from tests.integration.test_reader import (
     DEADLINE,
     GROUP_OPTIONS,
@@ -503,3 +506,98 @@ async def test_a_claim_that_ignores_a_revoke_is_cancelled_after_rebalance_timeou
         await reader.aclose()
         async with asyncio.timeout(DEADLINE):
             await consuming
+
+
+# -- the same faults through the fault proxy, on the embedded broker -----------------------
+
+
+async def test_a_cut_network_is_logged_counted_and_survived_by_a_partition_reader(
+    kafka_faulty_broker: EmbeddedBroker, topic: str
+) -> None:
+    servers = kafka_faulty_broker.bootstrap_servers
+    await create_topic(servers, topic, 1)
+    await write(servers, topic, values("v", 2))
+    async with Reader(brokers=[servers], topic=topic, max_wait=0.1) as reader:
+        await fetch_n(reader, 2)
+        with capture_logs() as logs:
+            kafka_faulty_broker.faults.cut()
+            fetching = asyncio.create_task(reader.fetch_message())
+            await wait_until(
+                lambda: any(e["event"] == "broker_unreachable" for e in logs),
+                "the cut is logged",
+            )
+            assert reader.stats().errors > 0
+            kafka_faulty_broker.faults.heal()
+            await write(servers, topic, values("after", 1))
+            async with asyncio.timeout(DEADLINE):
+                message = await fetching
+        assert message.value == b"after0"
+        assert [e["event"] for e in logs if e["event"].startswith("broker_")] == [
+            "broker_unreachable",
+            "broker_reachable",
+        ]
+
+
+async def test_a_blackholed_network_makes_reads_raise_after_unavailable_timeout(
+    kafka_faulty_broker: EmbeddedBroker, topic: str
+) -> None:
+    servers = kafka_faulty_broker.bootstrap_servers
+    await create_topic(servers, topic, 1)
+    await write(servers, topic, values("v", 1))
+    async with Reader(
+        brokers=[servers], topic=topic, max_wait=0.1, unavailable_timeout=1.0, close_timeout=2.0
+    ) as reader:
+        await fetch_n(reader, 1)
+        kafka_faulty_broker.faults.blackhole()
+        with pytest.raises(BrokerConnectionError, match="unavailable_timeout"):
+            async with asyncio.timeout(DEADLINE):
+                await reader.fetch_message()
+        kafka_faulty_broker.faults.heal()
+
+
+async def test_a_commit_through_a_blackhole_raises_and_aclose_stays_prompt(
+    kafka_faulty_broker: EmbeddedBroker, topic: str
+) -> None:
+    servers = kafka_faulty_broker.bootstrap_servers
+    await create_topic(servers, topic, 1)
+    await write(servers, topic, values("v", 3))
+    before = asyncio.all_tasks()
+    reader = group_reader(servers, topic, f"g-{topic}", commit_timeout=1.0, close_timeout=3.0)
+    await reader.__aenter__()
+    read = await fetch_n(reader, 3)
+    kafka_faulty_broker.faults.blackhole()
+    with pytest.raises(CommitError) as raised:
+        async with asyncio.timeout(DEADLINE):
+            await reader.commit_messages(read[2])
+    assert raised.value.offsets == {(topic, 0): 3}
+    async with asyncio.timeout(3.0 + 2.0):
+        await reader.aclose()
+    assert tasks_of(before) == []
+    kafka_faulty_broker.faults.heal()
+
+
+# -- a failing background task -------------------------------------------------------------
+
+
+async def test_a_failing_commit_flusher_fails_the_reader_loudly(
+    bootstrap_servers: str, topic: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await create_topic(bootstrap_servers, topic, 1)
+    await write(bootstrap_servers, topic, values("v", 3))
+    reader = group_reader(bootstrap_servers, topic, f"g-{topic}", commit_interval=0.05)
+
+    async def broken(self: GroupCommits, partitions: set[tuple[str, int]] | None) -> None:
+        raise RuntimeError("flusher bug")
+
+    monkeypatch.setattr(GroupCommits, "flush", broken)
+    with capture_logs() as logs:
+        await reader.__aenter__()
+        await wait_until(
+            lambda: any(e["event"] == "background_task_failed" for e in logs),
+            "the failure is logged",
+        )
+    with pytest.raises(BackgroundTaskError, match="flusher bug"):
+        async with asyncio.timeout(DEADLINE):
+            await reader.fetch_message()
+    with pytest.raises(BackgroundTaskError):
+        await reader.aclose()

@@ -20,6 +20,7 @@ from aiokafka.structs import ConsumerRecord
 from structlog.testing import capture_logs
 
 from aiomq import (
+    BackgroundTaskError,
     ClosedError,
     Compression,
     Error,
@@ -740,9 +741,9 @@ async def test_a_background_task_failing_unexpectedly_is_logged_and_fails_the_ne
             monkeypatch.setattr(writer._producer, "_build_batch", build_batch)
             with pytest.raises(WriteErrors) as first:
                 await writer.write_messages(Message(value=b"lost"))
-            with pytest.raises(Error) as next_call:
+            with pytest.raises(BackgroundTaskError) as next_call:
                 await writer.write_messages(Message(value=b"refused"))
-            with pytest.raises(Error) as closing:
+            with pytest.raises(BackgroundTaskError) as closing:
                 await writer.aclose()
 
     (reason,) = first.value.errors
