@@ -67,6 +67,13 @@ EXPECTED: dict[str, list[str]] = {
         r"read back intact: True"
         for codec in ("none", "GZIP", "SNAPPY", "LZ4", "ZSTD")
     ],
+    "reader_outage.py": [
+        r"read b'before the outage'",
+        r"network cut",
+        r"the read gave up after \d+ s: BrokerConnectionError",
+        r"failed attempts counted in stats\(\): True",
+        r"read b'after the outage', same reader, no restart",
+    ],
     "write_sync.py": [
         r"wrote key=b'order-1' to partition \d+ at offset \d+",
         r"wrote key=b'order-2' to partition \d+ at offset \d+",

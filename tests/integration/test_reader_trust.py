@@ -25,6 +25,7 @@ from aiomq import (
     Message,
     Reader,
     UnknownTopicOrPartitionError,
+    Writer,
 )
 from aiomq._internal.group_commits import GroupCommits
 from aiomq.group import Claim, GroupSession
@@ -601,3 +602,18 @@ async def test_a_failing_commit_flusher_fails_the_reader_loudly(
             await reader.fetch_message()
     with pytest.raises(BackgroundTaskError):
         await reader.aclose()
+
+
+async def test_the_readme_outage_rehearsal_raises_broker_connection_error(
+    kafka_faulty_broker: EmbeddedBroker,
+) -> None:
+    # The README's "Fault injection" example, as it is written there.
+    brokers = [kafka_faulty_broker.bootstrap_servers]
+    async with Writer(brokers=brokers, topic="t", allow_auto_topic_creation=True) as w:
+        await w.write_messages(Message(value=b"first", partition=0))
+    async with Reader(brokers=brokers, topic="t", max_wait=0.1, unavailable_timeout=1.0) as r:
+        await r.fetch_message()
+        kafka_faulty_broker.faults.cut()
+        with pytest.raises(BrokerConnectionError):
+            async with asyncio.timeout(DEADLINE):
+                await r.fetch_message()
