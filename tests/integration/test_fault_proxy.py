@@ -16,17 +16,17 @@ import socket
 import struct
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 
 import pytest
 from aiokafka import AIOKafkaClient, AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from aiomq.testing import EmbeddedBroker, FaultProxy
+from tests.support.waiting import wait_until
 
 DEADLINE = 5.0
 # How long a test waits for an answer that must not come.
 SILENCE = 0.5
-POLL_INTERVAL = 0.005
 _CLIENT_ID = b"fault-proxy-test"
 
 Stream = tuple[asyncio.StreamReader, asyncio.StreamWriter]
@@ -70,17 +70,6 @@ async def connect(address: str) -> AsyncIterator[Stream]:
             await writer.wait_closed()
 
 
-async def wait_until(condition: Callable[[], bool], what: str) -> None:
-    """Poll `condition` until it holds, failing the test if the deadline passes first."""
-    try:
-        async with asyncio.timeout(DEADLINE):
-            # Polling: the proxy's counters offer nothing to wait on.
-            while not condition():  # noqa: ASYNC110
-                await asyncio.sleep(POLL_INTERVAL)
-    except TimeoutError:
-        pytest.fail(f"timed out after {DEADLINE} s waiting until {what}")
-
-
 async def turned_away(address: str) -> bool:
     """Tell whether a new connection to `address` is refused, or reset before any answer."""
     try:
@@ -118,7 +107,9 @@ async def test_requests_round_trip_through_a_healthy_proxy(proxy: FaultProxy) ->
         assert proxy.connections == 1
         assert proxy.accepted == 1
         assert proxy.state == "healthy"
-    await wait_until(lambda: proxy.connections == 0, "the closed connection is no longer open")
+    await wait_until(
+        lambda: proxy.connections == 0, "the closed connection is no longer open", deadline=DEADLINE
+    )
 
 
 async def test_a_producer_and_a_consumer_round_trip_through_a_faulty_broker(
@@ -164,7 +155,9 @@ async def test_a_proxy_whose_target_refuses_resets_the_client() -> None:
         target = f"127.0.0.1:{placeholder.getsockname()[1]}"
         async with FaultProxy(target=target) as proxy:
             assert await turned_away(proxy.address)
-            await wait_until(lambda: proxy.connections == 0, "the connection is dropped")
+            await wait_until(
+                lambda: proxy.connections == 0, "the connection is dropped", deadline=DEADLINE
+            )
 
 
 def test_a_proxy_works_under_a_plain_with_without_an_event_loop(bootstrap_servers: str) -> None:
@@ -263,7 +256,9 @@ async def test_heal_delivers_what_a_blackhole_held_on_an_open_connection(
 async def test_blackhole_accepts_new_connections_but_forwards_nothing(proxy: FaultProxy) -> None:
     proxy.blackhole()
     async with connect(proxy.address) as (reader, writer):
-        await wait_until(lambda: proxy.accepted == 1, "the proxy accepts the connection")
+        await wait_until(
+            lambda: proxy.accepted == 1, "the proxy accepts the connection", deadline=DEADLINE
+        )
         writer.write(api_versions(1))
         await writer.drain()
         with pytest.raises(TimeoutError):

@@ -11,19 +11,18 @@ broker, delays a new group's first rebalance by 3 s, which would only slow these
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.structs import ConsumerRecord, RecordMetadata
 
 from tests.support.mock_cluster import ApiKey, ErrorCode, MockCluster
+from tests.support.waiting import wait_until
 
 # Generous upper bound for any wait: every condition here is met in well under a second
 # on the mock, so hitting this means a hang, not a slow machine.
 DEADLINE_S = 30.0
-# How often deadline-bounded loops re-check their condition.
-POLL_INTERVAL_S = 0.02
 
 
 @asynccontextmanager
@@ -74,18 +73,6 @@ async def consume(
     finally:
         await consumer.stop()
     return records
-
-
-async def wait_until(condition: Callable[[], bool], what: str) -> None:
-    """Poll ``condition`` until it holds, failing the test if the deadline passes first."""
-    try:
-        async with asyncio.timeout(DEADLINE_S):
-            # Polling, not an Event: the conditions are states of aiokafka's internals,
-            # which offer nothing to wait on.
-            while not condition():  # noqa: ASYNC110
-                await asyncio.sleep(POLL_INTERVAL_S)
-    except TimeoutError:
-        raise AssertionError(f"timed out after {DEADLINE_S}s waiting until {what}") from None
 
 
 def message(i: int) -> tuple[bytes, bytes]:

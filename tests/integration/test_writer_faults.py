@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import Counter, defaultdict
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 
 import pytest
 from aiokafka import TopicPartition
@@ -34,9 +34,9 @@ from aiomq import (
 )
 from tests.integration.test_writer import Record, read_all
 from tests.support.mock_cluster import ApiKey, ErrorCode, MockCluster
+from tests.support.waiting import wait_until
 
 DEADLINE = 30.0
-POLL_INTERVAL = 0.01
 PARTITIONS = 3
 # Short backoffs keep retries quick; the mock recovers from every fault within 0.1 s.
 FAST_RETRIES = {"write_backoff_min": 0.01, "write_backoff_max": 0.05}
@@ -59,17 +59,6 @@ def create_topic(cluster: MockCluster, topic: str) -> list[TopicPartition]:
     for partition in range(PARTITIONS):
         cluster.set_partition_leader(topic, partition, leader_of(partition))
     return [TopicPartition(topic, p) for p in range(PARTITIONS)]
-
-
-async def wait_until(condition: Callable[[], bool], what: str) -> None:
-    """Poll `condition` until it holds, failing the test if the deadline passes first."""
-    try:
-        async with asyncio.timeout(DEADLINE):
-            # Polling: the conditions are writer counters, which offer nothing to wait on.
-            while not condition():  # noqa: ASYNC110
-                await asyncio.sleep(POLL_INTERVAL)
-    except TimeoutError:
-        raise AssertionError(f"timed out after {DEADLINE}s waiting until {what}") from None
 
 
 @contextlib.asynccontextmanager
