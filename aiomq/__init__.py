@@ -49,10 +49,10 @@ from .errors import WriteErrors as WriteErrors
 from .group import Claim as Claim
 from .group import GroupHandler as GroupHandler
 from .group import GroupSession as GroupSession
+from .message import FIRST_OFFSET as FIRST_OFFSET
+from .message import LAST_OFFSET as LAST_OFFSET
 from .message import Header as Header
 from .message import Message as Message
-from .reader import FIRST_OFFSET as FIRST_OFFSET
-from .reader import LAST_OFFSET as LAST_OFFSET
 from .reader import IsolationLevel as IsolationLevel
 from .reader import Reader as Reader
 from .reader import ReaderConfig as ReaderConfig

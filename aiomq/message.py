@@ -1,4 +1,4 @@
-"""The message type shared by readers and writers."""
+"""The message type shared by readers and writers, and the two symbolic offsets."""
 
 from __future__ import annotations
 
@@ -6,7 +6,13 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final, NamedTuple
 
-__all__ = ["Header", "Message"]
+__all__ = ["FIRST_OFFSET", "LAST_OFFSET", "Header", "Message"]
+
+FIRST_OFFSET: Final = -2
+"""Start from the oldest message still in the partition (kafka-go's `FirstOffset`)."""
+
+LAST_OFFSET: Final = -1
+"""Start after the newest message: read only what is written from now on (`LastOffset`)."""
 
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _MILLISECOND: Final = timedelta(milliseconds=1)

@@ -63,7 +63,7 @@ from aiomq.errors import (
     RequestTimeoutError,
     UnknownTopicOrPartitionError,
 )
-from aiomq.message import Message, to_millis
+from aiomq.message import FIRST_OFFSET, LAST_OFFSET, Message, to_millis
 from aiomq.stats import ReaderStats
 
 if TYPE_CHECKING:
@@ -77,12 +77,6 @@ __all__ = [
     "ReaderConfig",
     "TopicPartition",
 ]
-
-FIRST_OFFSET: Final = -2
-"""Start from the oldest message still in the partition (kafka-go's `FirstOffset`)."""
-
-LAST_OFFSET: Final = -1
-"""Start after the newest message: read only what is written from now on (`LastOffset`)."""
 
 _NEVER: Final = -1
 
