@@ -14,9 +14,6 @@ from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment
 from aiokafka.protocol.admin import DeleteGroupsRequest, DescribeGroupsRequest
 from aiokafka.protocol.commit import OffsetCommitRequest
 
-# aiomq.admin imports this module, so bind the module rather than its names: its result
-# types are looked up when a call runs, once both modules have loaded.
-from aiomq import admin
 from aiomq._internal.admin_ops import call_scope
 from aiomq._internal.admin_protocol import (
     GROUP_ACTIVE_CODES,
@@ -26,11 +23,12 @@ from aiomq._internal.admin_protocol import (
     partitions_of,
 )
 from aiomq._internal.errmap import broker_error
+from aiomq.cluster import GroupInfo, GroupListing, GroupOffset, MemberInfo, OffsetSpec
 from aiomq.errors import GroupNotEmptyError
-from aiomq.reader import FIRST_OFFSET, LAST_OFFSET
+from aiomq.message import FIRST_OFFSET, LAST_OFFSET
 
 if TYPE_CHECKING:
-    from aiomq.admin import Client, GroupInfo, GroupListing, GroupOffset, MemberInfo, OffsetSpec
+    from aiomq.admin import Client
 
 __all__ = [
     "delete_groups",
@@ -59,7 +57,7 @@ async def list_groups(client: Client) -> list[GroupListing]:
         if answer.error_code:
             raise broker_error(answer.error_code, detail="listing the consumer groups")
         for group_id, protocol_type, state in listed_groups(answer):
-            groups[group_id] = admin.GroupListing(
+            groups[group_id] = GroupListing(
                 group_id=group_id, protocol_type=protocol_type, state=state
             )
     return [groups[g] for g in sorted(groups)]
@@ -109,7 +107,7 @@ async def group_offsets(
         end = ends[topic].get(partition, -1)
         lag = max(0, end - offset) if offset >= 0 and end >= 0 else -1
         result.append(
-            admin.GroupOffset(topic=topic, partition=partition, committed=offset, end=end, lag=lag)
+            GroupOffset(topic=topic, partition=partition, committed=offset, end=end, lag=lag)
         )
     return result
 
@@ -202,7 +200,7 @@ async def _describe_group(call: AdminCall, group_id: str) -> GroupInfo:
             continue
         if code:
             raise broker_error(code, detail=f"group {group_id!r}")
-        return admin.GroupInfo(
+        return GroupInfo(
             group_id=name,
             state=state,
             protocol_type=protocol_type or "",
@@ -211,9 +209,7 @@ async def _describe_group(call: AdminCall, group_id: str) -> GroupInfo:
                 sorted((_member_info(m, protocol_type) for m in members), key=lambda m: m.member_id)
             ),
         )
-    return admin.GroupInfo(
-        group_id=group_id, state="Dead", protocol_type="", protocol="", members=()
-    )
+    return GroupInfo(group_id=group_id, state="Dead", protocol_type="", protocol="", members=())
 
 
 def _member_info(entry: Any, protocol_type: str | None) -> MemberInfo:
@@ -231,7 +227,7 @@ def _member_info(entry: Any, protocol_type: str | None) -> MemberInfo:
             assignment = tuple(sorted((tp.topic, tp.partition) for tp in decoded.partitions()))
         except (ValueError, TypeError):
             assignment = ()  # not the consumer protocol's layout after all
-    return admin.MemberInfo(
+    return MemberInfo(
         member_id=member_id, client_id=client_id or "", host=host or "", assignment=assignment
     )
 

@@ -23,9 +23,6 @@ from aiokafka.protocol.admin import (
     DescribeConfigsRequest,
 )
 
-# aiomq.admin imports this module, so bind the module rather than its names: its result
-# types are looked up when a call runs, once both modules have loaded.
-from aiomq import admin
 from aiomq._internal.admin_protocol import (
     RESOURCE_TOPIC,
     AdminCall,
@@ -37,11 +34,12 @@ from aiomq._internal.backoff import backoff_delay
 from aiomq._internal.config import check_topic_name
 from aiomq._internal.errmap import broker_error, translate
 from aiomq._internal.security import connection_options
+from aiomq.cluster import BrokerInfo, ClusterInfo, OffsetSpec, PartitionInfo, TopicInfo, TopicSpec
 from aiomq.errors import ClosedError, ConfigError, Error, RequestTimeoutError
-from aiomq.reader import FIRST_OFFSET, LAST_OFFSET
+from aiomq.message import FIRST_OFFSET, LAST_OFFSET
 
 if TYPE_CHECKING:
-    from aiomq.admin import Client, ClientConfig, ClusterInfo, OffsetSpec, TopicInfo, TopicSpec
+    from aiomq.admin import Client, ClientConfig
 
 __all__ = [
     "about_topics",
@@ -56,7 +54,6 @@ __all__ = [
     "describe_cluster",
     "describe_configs",
     "describe_topics",
-    "is_int",
     "list_offsets",
     "list_topics",
     "new_client",
@@ -68,11 +65,6 @@ _TOPIC_ALREADY_EXISTS: Final = 36
 
 
 # -- argument checks -------------------------------------------------------------------------
-
-
-def is_int(value: object) -> bool:
-    """Whether `value` is an int and not a bool (which Python counts as one)."""
-    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def check_group_id(group_id: object) -> None:
@@ -358,13 +350,13 @@ def topic_info(entry: Any) -> TopicInfo:
     # Metadata v0 has no is_internal field.
     internal = bool(entry[2]) if len(entry) > 3 else False
     partitions = partitions_of(entry)
-    return admin.TopicInfo(
+    return TopicInfo(
         name=entry[1],
         internal=internal,
         partitions=tuple(
             sorted(
                 (
-                    admin.PartitionInfo(
+                    PartitionInfo(
                         partition=p[1], leader=p[2], replicas=tuple(p[3]), isr=tuple(p[4])
                     )
                     for p in partitions
@@ -425,12 +417,12 @@ async def describe_cluster(client: Client) -> ClusterInfo:
         response = await call.metadata([])
     brokers = sorted(
         (
-            admin.BrokerInfo(node_id=b[0], host=b[1], port=b[2], rack=b[3] if len(b) > 3 else None)
+            BrokerInfo(node_id=b[0], host=b[1], port=b[2], rack=b[3] if len(b) > 3 else None)
             for b in response.brokers
         ),
         key=lambda b: b.node_id,
     )
-    return admin.ClusterInfo(
+    return ClusterInfo(
         cluster_id=getattr(response, "cluster_id", None),
         controller_id=getattr(response, "controller_id", -1),
         brokers=tuple(brokers),

@@ -17,6 +17,7 @@ __all__ = [
     "check_positive_int",
     "check_seconds",
     "check_topic_name",
+    "is_int",
     "resolve_client_id",
 ]
 
@@ -36,6 +37,11 @@ def build_config(cls: Callable[..., C], config: C | None, options: Mapping[str, 
         name = getattr(cls, "__name__", "configuration")
         raise ConfigError(f"pass either a {name} or keyword options, not both")
     return config
+
+
+def is_int(value: object) -> bool:
+    """Whether `value` is an int and not a bool (which Python counts as one)."""
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def check_brokers(brokers: object) -> None:

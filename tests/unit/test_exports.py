@@ -11,6 +11,7 @@ import aiomq
 _REEXPORTED = [
     "aiomq.admin",
     "aiomq.balancer",
+    "aiomq.cluster",
     "aiomq.dialer",
     "aiomq.errors",
     "aiomq.group",
