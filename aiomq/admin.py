@@ -21,9 +21,9 @@ from typing import Any, Self
 
 from aiokafka.client import AIOKafkaClient
 
-from aiomq._internal import admin_groups as groups
-from aiomq._internal import admin_ops as ops
-from aiomq._internal.admin_ops import (
+from aiomq._internal.admin import groups
+from aiomq._internal.admin import topics as ops
+from aiomq._internal.admin.topics import (
     check_group_id,
     check_offset_spec,
     unique_topics,

@@ -17,7 +17,7 @@ from aiomq import (
     TopicInfo,
     TopicSpec,
 )
-from aiomq._internal.admin_protocol import (
+from aiomq._internal.admin.protocol import (
     CreateTopicsRequest,
     IncrementalAlterConfigsRequest,
     ListGroupsWithStateRequest,

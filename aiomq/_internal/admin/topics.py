@@ -1,9 +1,9 @@
 """The admin Client's calls on topics, configs and the cluster, one function each.
 
 `aiomq.admin.Client` checks a call's arguments (with the checks here) and hands it to the
-function of the same name, here or in `aiomq._internal.admin_groups`. `call_scope` gives
+function of the same name, here or in `aiomq._internal.admin.groups`. `call_scope` gives
 the call its `AdminCall`, bounds it by the client's timeout and maps its errors; the
-function sends the call's requests through it (see `aiomq._internal.admin_protocol`) and
+function sends the call's requests through it (see `aiomq._internal.admin.protocol`) and
 builds the public result types from the answers.
 """
 
@@ -23,7 +23,7 @@ from aiokafka.protocol.admin import (
     DescribeConfigsRequest,
 )
 
-from aiomq._internal.admin_protocol import (
+from aiomq._internal.admin.protocol import (
     RESOURCE_TOPIC,
     AdminCall,
     CreateTopicsRequest,

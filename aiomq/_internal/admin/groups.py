@@ -1,6 +1,6 @@
 """The admin Client's consumer-group calls: listing, describing, offsets, resetting, deleting.
 
-Like the calls of `aiomq._internal.admin_ops`, each runs in a `call_scope`. A group's
+Like the calls of `aiomq._internal.admin.topics`, each runs in a `call_scope`. A group's
 requests go to its coordinator, found again when it moves (`AdminCall.to_coordinator`).
 """
 
@@ -14,14 +14,14 @@ from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment
 from aiokafka.protocol.admin import DeleteGroupsRequest, DescribeGroupsRequest
 from aiokafka.protocol.commit import OffsetCommitRequest
 
-from aiomq._internal.admin_ops import call_scope
-from aiomq._internal.admin_protocol import (
+from aiomq._internal.admin.protocol import (
     GROUP_ACTIVE_CODES,
     AdminCall,
     ListGroupsWithStateRequest,
     listed_groups,
     partitions_of,
 )
+from aiomq._internal.admin.topics import call_scope
 from aiomq._internal.errmap import broker_error
 from aiomq.cluster import GroupInfo, GroupListing, GroupOffset, MemberInfo, OffsetSpec
 from aiomq.errors import GroupNotEmptyError
