@@ -28,13 +28,13 @@ from typing import TYPE_CHECKING, Protocol
 
 from aiokafka.structs import TopicPartition as _TP
 
-from aiomq._internal.commits import next_offsets
-from aiomq._internal.errmap import map_errors
-from aiomq._internal.fetch import to_messages
+from aiomq._internal.consumer.fetch import fetch_partition
+from aiomq._internal.consumer.stash import next_offsets
 from aiomq.message import Message
 
 if TYPE_CHECKING:
-    from aiomq.reader import Reader, TopicPartition
+    from aiomq._internal.consumer.commits import GroupCommits
+    from aiomq._internal.consumer.state import Key, ReaderState
 
 __all__ = ["Claim", "GroupHandler", "GroupSession"]
 
@@ -42,9 +42,9 @@ __all__ = ["Claim", "GroupHandler", "GroupSession"]
 class GroupSession:
     """One generation of the group, as seen by a handler: the claims and the marks."""
 
-    def __init__(self, reader: Reader, claims: set[TopicPartition], generation: int) -> None:
-        self._reader = reader
-        self.claims: frozenset[TopicPartition] = frozenset(claims)
+    def __init__(self, commits: GroupCommits, claims: set[Key], generation: int) -> None:
+        self._commits = commits
+        self.claims: frozenset[Key] = frozenset(claims)
         """The `(topic, partition)` pairs this member owns in this generation."""
         self.generation = generation
         """A number that grows with each assignment this reader receives."""
@@ -56,7 +56,7 @@ class GroupSession:
         generation ends, and on close. Marks for partitions not claimed are ignored.
         """
         if (message.topic, message.partition) in self.claims:
-            self._reader._commits.stash_owned(next_offsets((message,)))
+            self._commits.stash_owned(next_offsets((message,)))
 
     async def commit(self) -> None:
         """Commit every mark now, instead of waiting for the next flush.
@@ -64,15 +64,15 @@ class GroupSession:
         Raises:
             CommitError: The commit failed; the marks stay stashed.
         """
-        await self._reader._commits.flush(set(self.claims))
+        await self._commits.flush(set(self.claims))
 
 
 class Claim:
     """The messages of one claimed partition, as an async iterator that ends with the claim."""
 
-    def __init__(self, reader: Reader, key: TopicPartition, ended: asyncio.Event) -> None:
-        self._reader = reader
-        self._tp = _TP(*key)
+    def __init__(self, state: ReaderState, key: Key, ended: asyncio.Event) -> None:
+        self._state = state
+        self._key = key
         self._ended = ended
         self.topic, self.partition = key
 
@@ -82,48 +82,20 @@ class Claim:
     @property
     def high_water_mark(self) -> int:
         """The partition's high water mark at the last fetch, or -1."""
-        consumer = self._reader._consumer
-        hw = consumer.highwater(self._tp) if consumer is not None else None
+        consumer = self._state.consumer
+        hw = consumer.highwater(_TP(*self._key)) if consumer is not None else None
         return -1 if hw is None else hw
 
     def __aiter__(self) -> AsyncIterator[Message]:
         return self._messages()
 
     async def _messages(self) -> AsyncIterator[Message]:
-        reader = self._reader
-        ended = asyncio.ensure_future(self._ended.wait())
-        try:
-            while not self._ended.is_set():
-                consumer = reader._consumer
-                if consumer is None or reader._state != "open":
+        state, key, ended = self._state, self._key, self._ended
+        while not ended.is_set() and state.lifecycle == "open":
+            for message in await fetch_partition(state, key, ended):
+                yield message
+                if ended.is_set():
                     return
-                with map_errors(brokers=reader.config.brokers, topic=self.topic):
-                    fetch = asyncio.ensure_future(
-                        consumer.getmany(
-                            self._tp,
-                            timeout_ms=max(100, int(reader.config.max_wait * 1000)),
-                            max_records=reader.config.queue_capacity,
-                        )
-                    )
-                    await asyncio.wait((fetch, ended), return_when=asyncio.FIRST_COMPLETED)
-                    if not fetch.done():
-                        # The claim ended first; records not yet taken stay with the broker
-                        # and go to the partition's next owner.
-                        fetch.cancel()
-                        await asyncio.gather(fetch, return_exceptions=True)
-                        return
-                    batch = fetch.result()
-                hw = consumer.highwater(self._tp)
-                records = batch.get(self._tp)
-                if not records:
-                    continue
-                key = (self.topic, self.partition)
-                for message in to_messages(reader, key, records, -1 if hw is None else hw):
-                    yield message
-                    if self._ended.is_set():
-                        return
-        finally:
-            ended.cancel()
 
 
 class GroupHandler(Protocol):
@@ -139,34 +111,34 @@ class GroupHandler(Protocol):
         """Run when a generation ends, after every `consume_claim` has returned."""
 
 
-async def run_handler(reader: Reader, handler: GroupHandler) -> None:
+async def run_handler(state: ReaderState, commits: GroupCommits, handler: GroupHandler) -> None:
     """Drive `handler` through the reader's generations until it closes or is cancelled."""
     generation = 0
-    while reader._state == "open":
-        await reader._assigned_event.wait()
-        reader._assigned_event.clear()
-        if reader._state != "open":
+    while state.lifecycle == "open":
+        await state.assigned_event.wait()
+        state.assigned_event.clear()
+        if state.lifecycle != "open":
             return
-        claims = set(reader._assigned)
+        claims = set(state.assigned)
         if not claims:
             continue
         generation += 1
-        await _run_generation(reader, handler, GroupSession(reader, claims, generation))
+        await _run_generation(state, handler, GroupSession(commits, claims, generation))
 
 
-async def _run_generation(reader: Reader, handler: GroupHandler, session: GroupSession) -> None:
+async def _run_generation(state: ReaderState, handler: GroupHandler, session: GroupSession) -> None:
     ended = asyncio.Event()
     finished = asyncio.Event()
     tasks: list[asyncio.Task[None]] = []
-    log = reader._log
+    log = state.log
 
-    async def on_revoke(revoked: set[TopicPartition]) -> None:
+    async def on_revoke(revoked: set[Key]) -> None:
         # Called by the group coordinator before the partitions change hands: end every
         # claim and wait until the handler has let go of them, so marks can be committed.
         # A claim that does not let go within rebalance_timeout is cancelled: the group
         # would evict this member otherwise.
         ended.set()
-        limit = reader.config.rebalance_timeout
+        limit = state.settings.rebalance_timeout
         try:
             async with asyncio.timeout(limit):
                 await finished.wait()
@@ -188,11 +160,11 @@ async def _run_generation(reader: Reader, handler: GroupHandler, session: GroupS
         except TimeoutError:
             log.warning("group_cleanup_timed_out", claims=sorted(session.claims))
 
-    reader._handler_hooks.append(on_revoke)
+    state.handler_hooks.append(on_revoke)
     try:
         await handler.setup(session)
         tasks.extend(
-            asyncio.create_task(handler.consume_claim(session, Claim(reader, key, ended)))
+            asyncio.create_task(handler.consume_claim(session, Claim(state, key, ended)))
             for key in sorted(session.claims)
         )
         try:
@@ -207,7 +179,7 @@ async def _run_generation(reader: Reader, handler: GroupHandler, session: GroupS
             await handler.cleanup(session)
     finally:
         finished.set()
-        reader._handler_hooks.remove(on_revoke)
+        state.handler_hooks.remove(on_revoke)
 
 
 async def _claims_done(tasks: list[asyncio.Task[None]]) -> None:

@@ -11,18 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import enum
-from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Final, Self
+from typing import Any, Final, Self
 
-from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import TopicPartition as _TP
 
-from aiomq._internal.calls import WaitingCalls
-from aiomq._internal.commits import OffsetStash
 from aiomq._internal.config import (
     build_config,
     check_brokers,
@@ -32,42 +28,27 @@ from aiomq._internal.config import (
     check_topic_name,
     resolve_client_id,
 )
-from aiomq._internal.errmap import map_errors
-from aiomq._internal.fetch import (
-    RecordConverter,
-    drop_buffered,
-    fill,
-    new_consumer,
-    stop_consumer,
-)
-from aiomq._internal.group_commits import GroupCommits, Listener
-from aiomq._internal.health import Reachability
-from aiomq._internal.log import get_logger
-from aiomq._internal.metadata import topic_partitions
-from aiomq._internal.positions import (
+from aiomq._internal.consumer.commits import GroupCommits, Listener
+from aiomq._internal.consumer.fetch import check_partition, fill, new_consumer, stop_consumer
+from aiomq._internal.consumer.positions import (
     partition_lag,
+    read_lag,
     read_position,
     stats_snapshot,
     update_lag_periodically,
 )
+from aiomq._internal.consumer.state import ReaderState
+from aiomq._internal.errmap import map_errors
+from aiomq._internal.log import get_logger
 from aiomq._internal.records import MessageFactory
 from aiomq._internal.records import install as install_record_hook
 from aiomq._internal.security import open_client
 from aiomq._internal.shield import finish_shielded
-from aiomq._internal.tasks import BackgroundTasks
 from aiomq.dialer import Dialer
-from aiomq.errors import (
-    ClosedError,
-    CommitError,
-    ConfigError,
-    RequestTimeoutError,
-    UnknownTopicOrPartitionError,
-)
+from aiomq.errors import ClosedError, CommitError, ConfigError
+from aiomq.group import GroupHandler, run_handler
 from aiomq.message import FIRST_OFFSET, LAST_OFFSET, Message, to_millis
 from aiomq.stats import ReaderStats
-
-if TYPE_CHECKING:
-    from aiomq.group import GroupHandler
 
 __all__ = [
     "FIRST_OFFSET",
@@ -310,73 +291,34 @@ class Reader:
     def __init__(self, config: ReaderConfig | None = None, /, **options: Any) -> None:
         self.config = build_config(ReaderConfig, config, options)
         cfg = self.config
-        self._group = cfg.group_id is not None
-        self._log = get_logger(
+        log = get_logger(
             cfg.logger,
             client_id=cfg.effective_client_id,
             group_id=cfg.group_id,
             topics=list(cfg.topics),
         )
-        self._consumer: AIOKafkaConsumer | None = None
-        self._state = "new"
-        self._buffer: deque[Message] = deque()
-        # Kept here, not in GroupCommits: the read path fills it as often as commits drain it.
-        self._stash = OffsetStash()
-        self._commits = GroupCommits(self)
-        # The flusher and the lag updater; every call waiting in another task.
-        self._tasks = BackgroundTasks("Reader", self._log)
-        self._calls = WaitingCalls("Reader")
-        self._assigned: set[TopicPartition] = set()
-        # Grows at every revocation and assignment: a message read under an older value
-        # must not go back to the buffer.
-        self._epoch = 0
-        # The offset after the last message fetched, per partition (not the last returned).
-        self._fetched_next: dict[TopicPartition, int] = {}
-        self._stashing = self._group and cfg.commit_interval > 0
-        # None until the first read; True while read_message alone returns messages of a
-        # stashing group reader (see GroupCommits.end_position_commits), False after that.
-        self._position_commits: bool | None = None
-        self._factory: MessageFactory | None = None
-        self._pending_seek: int | None = None if self._group else cfg.start_offset
-        self._read_lag: int = _NEVER
-        self._handler_hooks: list[Callable[[set[TopicPartition]], Awaitable[None]]] = []
-        self._counts = {
-            "messages": 0,
-            "bytes": 0,
-            "fetches": 0,
-            "errors": 0,
-            "commits": 0,
-            "stale_commits": 0,
-        }
-        self._converter = RecordConverter(self._counts)
-        self._health = Reachability(
-            log=self._log,
-            counts=self._counts,
-            brokers=cfg.brokers,
-            unavailable_timeout=cfg.unavailable_timeout,
-            quiet=max(2.0, 3 * cfg.max_wait),
-        )
-        self._rebalances = 0
-        self._assigned_event = asyncio.Event()
-        self._tp: TopicPartition | None = None
-        if not self._group:
-            self._tp = (cfg.topic or "", cfg.partition or 0)
-            self._assigned = {self._tp}
+        partition = None if cfg.group_id is not None else (cfg.topic or "", cfg.partition or 0)
+        # Everything the reader knows lives in one state object; fetching, commits,
+        # positions and the group handler work on it.
+        self._core = ReaderState(cfg, log, partition=partition, start_offset=cfg.start_offset)
+        self._commits = GroupCommits(self._core)
 
     def __repr__(self) -> str:
-        what = f"group={self.config.group_id}" if self._tp is None else f"partition={self._tp}"
-        return f"<Reader topics={list(self.config.topics)} {what} {self._state}>"
+        core = self._core
+        what = f"group={self.config.group_id}" if core.group else f"partition={core.partition}"
+        return f"<Reader topics={list(self.config.topics)} {what} {core.lifecycle}>"
 
     # -- lifecycle ------------------------------------------------------------------------
 
     async def __aenter__(self) -> Self:
-        if self._state != "new":
-            raise ClosedError(f"a Reader is opened once; this one is {self._state}")
-        self._state = "opening"
+        core = self._core
+        if core.lifecycle != "new":
+            raise ClosedError(f"a Reader is opened once; this one is {core.lifecycle}")
+        core.lifecycle = "opening"
         cfg = self.config
         # With the record hook in place, aiokafka builds our messages directly.
         factory = MessageFactory(self._high_water) if install_record_hook() else None
-        self._factory = factory
+        core.factory = factory
         consumer = new_consumer(
             cfg,
             factory,
@@ -386,43 +328,24 @@ class Reader:
         try:
             with map_errors(brokers=cfg.brokers, topic=cfg.topic):
                 await open_client(consumer.start, cfg.brokers, cfg.dialer)
-                if self._tp is None:
+                if core.partition is None:
                     consumer.subscribe(topics=list(cfg.topics), listener=Listener(self._commits))
                 else:
-                    await self._check_partition(consumer, self._tp)
-                    consumer.assign([_TP(*self._tp)])
+                    timeout = cfg.dialer.timeout if cfg.dialer is not None else 10.0
+                    await check_partition(consumer, core.partition, cfg.brokers, timeout)
+                    consumer.assign([_TP(*core.partition)])
         except BaseException:
-            self._state = "closed"
-            await finish_shielded(stop_consumer(consumer, self._log, 1.0))
+            core.lifecycle = "closed"
+            await finish_shielded(stop_consumer(consumer, core.log, 1.0))
             raise
-        self._consumer = consumer
-        self._state = "open"
-        if self._group and cfg.commit_interval > 0:
-            self._tasks.start_soon("commit flusher", self._commits.flush_periodically)
-        if not self._group and cfg.read_lag_interval > 0:
-            self._tasks.start_soon("lag updater", lambda: update_lag_periodically(self))
-        await self._tasks.start()
+        core.consumer = consumer
+        core.lifecycle = "open"
+        if core.stashing:
+            core.tasks.start_soon("commit flusher", self._commits.flush_periodically)
+        if not core.group and cfg.read_lag_interval > 0:
+            core.tasks.start_soon("lag updater", lambda: update_lag_periodically(core))
+        await core.tasks.start()
         return self
-
-    async def _check_partition(self, consumer: AIOKafkaConsumer, key: TopicPartition) -> None:
-        """Refuse a partition that does not exist, instead of waiting for it forever."""
-        topic, partition = key
-        timeout = self.config.dialer.timeout if self.config.dialer is not None else 10.0
-        try:
-            async with asyncio.timeout(timeout):
-                partitions = await topic_partitions(
-                    consumer._client, topic, allow_create=False, brokers=self.config.brokers
-                )
-        except TimeoutError:
-            raise RequestTimeoutError(
-                f"the metadata of topic {topic!r} did not arrive within {timeout:g} s"
-            ) from None
-        if partition not in partitions:
-            raise UnknownTopicOrPartitionError(
-                topic=topic,
-                partition=partition,
-                detail=f"the topic has {len(partitions)} partitions (0 to {len(partitions) - 1})",
-            )
 
     async def __aexit__(
         self,
@@ -449,41 +372,36 @@ class Reader:
             BackgroundTaskError: A background task (the commit flusher or the lag
                 updater) had failed; its exception is the cause.
         """
-        if self._state in ("closing", "closed"):
+        if self._core.lifecycle in ("closing", "closed"):
             return
-        self._state = "closing"
+        self._core.lifecycle = "closing"
         await finish_shielded(self._close())
 
     async def _close(self) -> None:
+        core = self._core
         loop = asyncio.get_running_loop()
         # One deadline for the whole close; releasing the client still gets a moment of its
         # own so that connections and background tasks end.
         deadline = loop.time() + self.config.close_timeout
-        await self._tasks.aclose(1.0)
+        await core.tasks.aclose(1.0)
         # Calls waiting in other tasks end with ClosedError; their commits, if any, are
         # still in the stash for the final flush.
-        self._calls.end()
-        await self._calls.wait_ended(1.0)
+        core.calls.end()
+        await core.calls.wait_ended(1.0)
         failure: CommitError | None = None
-        consumer = self._consumer
-        self._assigned_event.set()  # a consume() waiting for the next generation returns
+        consumer = core.consumer
+        core.assigned_event.set()  # a consume() waiting for the next generation returns
         try:
             failure = await self._commits.leave(deadline)
         finally:
             if consumer is not None:
                 budget = max(deadline - loop.time(), 1.0)
-                await stop_consumer(consumer, self._log, min(budget, 1.0 + _LEAVE_ROUND_TRIP))
-            drop_buffered(self)
-            self._state = "closed"
+                await stop_consumer(consumer, core.log, min(budget, 1.0 + _LEAVE_ROUND_TRIP))
+            core.drop_buffered()
+            core.lifecycle = "closed"
         if failure is not None:
             raise failure
-        self._tasks.check()
-
-    def _open_consumer(self) -> AIOKafkaConsumer:
-        consumer = self._consumer
-        if self._state != "open" or consumer is None:
-            raise ClosedError(f"the Reader is {self._state}")
-        return consumer
+        core.tasks.check()
 
     # -- reading --------------------------------------------------------------------------
 
@@ -495,15 +413,16 @@ class Reader:
 
         Raises:
             ClosedError: The reader is closed, or was closed while waiting.
-            BrokerConnectionError: The cluster cannot be reached.
+            BrokerConnectionError: The cluster has been unreachable for longer than
+                `unavailable_timeout`.
         """
-        if self._state != "open":
-            raise ClosedError(f"the Reader is {self._state}")
-        if self._position_commits:
+        core = self._core
+        core.check_open()
+        if core.position_commits:
             self._commits.end_position_commits()
-        buffer = self._buffer
+        buffer = core.buffer
         while not buffer:
-            await fill(self)
+            await fill(core)
         return buffer.popleft()
 
     async def fetch_batch(self, max_messages: int = 500) -> list[Message]:
@@ -516,13 +435,13 @@ class Reader:
         """
         if max_messages < 1:
             raise ConfigError(f"max_messages must be 1 or more, not {max_messages!r}")
-        if self._state != "open":
-            raise ClosedError(f"the Reader is {self._state}")
-        if self._position_commits:
+        core = self._core
+        core.check_open()
+        if core.position_commits:
             self._commits.end_position_commits()
-        buffer = self._buffer
+        buffer = core.buffer
         while not buffer:
-            taken = await fill(self, max_messages)
+            taken = await fill(core, max_messages)
             if taken is not None:
                 return taken
         if max_messages >= len(buffer):
@@ -540,34 +459,33 @@ class Reader:
         message in its `messages`, so the message is never silently lost.
 
         Cancellation: a cancelled or timed-out call returns its message to the reader, so
-        the next read returns it again, even if the commit had already been sent.
+        the next read returns it again, even if the commit had already been sent (unless
+        its partition was revoked meanwhile: its next owner reads it).
 
         Raises:
             CommitError: The commit failed; `.messages` holds the message that was read.
         """
-        if self._state != "open":
-            raise ClosedError(f"the Reader is {self._state}")
-        buffer = self._buffer
+        core = self._core
+        core.check_open()
+        buffer = core.buffer
         while not buffer:
-            await fill(self)
+            await fill(core)
         message = buffer.popleft()
-        if self._group:
-            if self._stashing:
-                if self._position_commits is None:
-                    self._position_commits = True
-                if not self._position_commits:
+        if core.group:
+            if core.stashing:
+                if core.position_commits is None:
+                    core.position_commits = True
+                if not core.position_commits:
                     self._commits.stash_one(message)
                 return message
-            epoch = self._epoch
+            epoch = core.epoch
             try:
-                with self._calls.wait("committing"):
+                with core.calls.wait("committing"):
                     await self._commits.commit([message])
             except asyncio.CancelledError:
-                # The caller will not see this message: hand it to the next read, unless
-                # its partition was revoked meanwhile (its next owner reads it). Its commit
+                # The caller will not see this message: hand it to the next read. Its commit
                 # may or may not have reached the broker; reading it again is at-least-once.
-                if self._epoch == epoch and self._state == "open":
-                    buffer.appendleft(message)
+                core.give_back(message, epoch)
                 raise
         return message
 
@@ -578,13 +496,13 @@ class Reader:
         try:
             return await self.read_message()
         except ClosedError:
-            if self._state in ("closing", "closed"):
+            if self._core.lifecycle in ("closing", "closed"):
                 raise StopAsyncIteration from None
             raise
 
     def _high_water(self, tp: _TP) -> int | None:
         # Called by the record hook while aiokafka handles a fetch response.
-        consumer = self._consumer
+        consumer = self._core.consumer
         if consumer is None:
             return None
         try:
@@ -596,12 +514,13 @@ class Reader:
     # -- single-partition positioning -----------------------------------------------------
 
     def _require_partition_mode(self, what: str) -> TopicPartition:
-        if self._tp is None:
+        key = self._core.partition
+        if key is None:
             raise ConfigError(
                 f"{what} is only for single-partition readers: a consumer group decides "
                 "positions from committed offsets (reset them with the admin client)"
             )
-        return self._tp
+        return key
 
     def set_offset(self, offset: int) -> None:
         """Make the next read start at `offset`, or at FIRST_OFFSET / LAST_OFFSET.
@@ -617,8 +536,8 @@ class Reader:
             raise ConfigError(
                 f"offset must be 0 or more, FIRST_OFFSET or LAST_OFFSET, not {offset!r}"
             )
-        self._pending_seek = offset
-        drop_buffered(self)
+        self._core.pending_seek = offset
+        self._core.drop_buffered()
 
     async def set_offset_at(self, when: datetime) -> None:
         """Make the next read start at the first message whose time is `when` or later.
@@ -631,47 +550,31 @@ class Reader:
         key = self._require_partition_mode("set_offset_at")
         if when.tzinfo is None:
             raise ConfigError("set_offset_at needs a timezone-aware datetime")
-        consumer = self._open_consumer()
+        consumer = self._core.open_consumer()
         tp = _TP(*key)
         with map_errors(brokers=self.config.brokers, topic=tp.topic, partition=tp.partition):
             found = await consumer.offsets_for_times({tp: to_millis(when)})
         entry = found.get(tp)
         self.set_offset(LAST_OFFSET if entry is None else entry.offset)
 
-    async def _apply_seek(self, consumer: AIOKafkaConsumer) -> None:
-        key = self._require_partition_mode("set_offset")
-        offset = self._pending_seek
-        tp = _TP(*key)
-        with map_errors(brokers=self.config.brokers, topic=tp.topic, partition=tp.partition):
-            # Look the offset up, then seek to it: aiokafka's seek_to_beginning/seek_to_end
-            # can be overtaken by the answer to the reset it started when the partition was
-            # assigned, which would leave the reader at the other end.
-            if offset == FIRST_OFFSET:
-                offset = (await consumer.beginning_offsets([tp]))[tp]
-            elif offset == LAST_OFFSET:
-                offset = (await consumer.end_offsets([tp]))[tp]
-            consumer.seek(tp, offset)
-        self._pending_seek = None
-        drop_buffered(self)
-        assert offset is not None
-        self._fetched_next[key] = offset
-
     @property
     def offset(self) -> int:
         """The offset of the next message to be returned; -1 in group mode or before the
         position is known."""
-        if self._tp is None:
+        key = self._core.partition
+        if key is None:
             return -1
-        position = read_position(self, self._tp)
+        position = read_position(self._core, key)
         return -1 if position is None else position
 
     @property
     def lag(self) -> int:
         """Messages between the next offset and the high water mark, as of the last fetch;
         -1 in group mode or before the first fetch (see `stats()` for groups)."""
-        if self._tp is None:
+        key = self._core.partition
+        if key is None:
             return -1
-        return partition_lag(self, self._tp)
+        return partition_lag(self._core, key)
 
     async def read_lag(self) -> int:
         """Ask the broker for the partition's end offset and return the lag behind it.
@@ -679,16 +582,8 @@ class Reader:
         Raises:
             ConfigError: The reader is in group mode.
         """
-        key = self._require_partition_mode("read_lag")
-        consumer = self._open_consumer()
-        tp = _TP(*key)
-        with map_errors(brokers=self.config.brokers, topic=tp.topic, partition=tp.partition):
-            end = (await consumer.end_offsets([tp]))[tp]
-            position = read_position(self, key)
-            if position is None:
-                position = await consumer.position(tp)
-        self._read_lag = max(0, end - position)
-        return self._read_lag
+        self._require_partition_mode("read_lag")
+        return await read_lag(self._core)
 
     # -- commits --------------------------------------------------------------------------
 
@@ -717,11 +612,12 @@ class Reader:
                 (only with `commit_interval` 0); it names the offsets.
             ClosedError: The reader is closed, or was closed while the commit waited.
         """
-        if not self._group:
+        if not self._core.group:
             raise ConfigError(
                 "commit_messages needs a consumer group: create the Reader with group_id"
             )
-        self._open_consumer()
+        core = self._core
+        core.open_consumer()
         if not messages:
             return
         topics = self.config.topics
@@ -732,7 +628,7 @@ class Reader:
                     "only a message this reader returned can be committed (it reads "
                     f"{', '.join(topics)})"
                 )
-        with self._calls.wait("committing"):
+        with core.calls.wait("committing"):
             await self._commits.commit(messages)
 
     # -- consumer-group handler (Sarama's model) ------------------------------------------
@@ -749,18 +645,16 @@ class Reader:
         Raises:
             ConfigError: The reader is not in group mode.
         """
-        if not self._group:
+        if not self._core.group:
             raise ConfigError("consume needs a consumer group: create the Reader with group_id")
-        from aiomq.group import run_handler  # the two modules refer to each other
-
-        await run_handler(self, handler)
+        await run_handler(self._core, self._commits, handler)
 
     # -- observing ------------------------------------------------------------------------
 
     def assignment(self) -> set[TopicPartition]:
         """The partitions this reader owns now."""
-        return set(self._assigned)
+        return set(self._core.assigned)
 
     def stats(self) -> ReaderStats:
         """Return a snapshot of the reader's counters and per-partition lag."""
-        return stats_snapshot(self)
+        return stats_snapshot(self._core)

@@ -27,7 +27,7 @@ from aiomq import (
     UnknownTopicOrPartitionError,
     Writer,
 )
-from aiomq._internal.group_commits import GroupCommits
+from aiomq._internal.consumer.commits import GroupCommits
 from aiomq.group import Claim, GroupSession
 from aiomq.testing import EmbeddedBroker
 from tests.integration.test_reader import (

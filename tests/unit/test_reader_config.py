@@ -17,7 +17,7 @@ from aiomq import (
     Reader,
     ReaderConfig,
 )
-from aiomq._internal.commits import OffsetStash, next_offsets
+from aiomq._internal.consumer.stash import OffsetStash, next_offsets
 
 BROKERS = ["127.0.0.1:9092"]
 NAN = float("nan")

@@ -15,7 +15,7 @@ from aiokafka.record.memory_records import MemoryRecords
 from aiokafka.structs import ConsumerRecord, TopicPartition
 
 import aiomq
-from aiomq._internal.fetch import fill
+from aiomq._internal.consumer.fetch import fill
 from aiomq._internal.records import MessageFactory, install, message_bytes
 
 T0 = 1_777_000_000_000  # milliseconds
@@ -195,29 +195,29 @@ class _Consumer:
 
 def open_reader(*partitions: int) -> aiomq.Reader:
     reader = aiomq.Reader(brokers=["localhost:9092"], topic="t", group_id="g")
-    reader._factory = MessageFactory(lambda tp: 20)
-    reader._consumer = _Consumer(reader._factory, *partitions)  # type: ignore[assignment]
-    reader._state = "open"
-    reader._assigned = {("t", 0), ("t", 1)}
+    reader._core.factory = MessageFactory(lambda tp: 20)
+    reader._core.consumer = _Consumer(reader._core.factory, *partitions)  # type: ignore[assignment]
+    reader._core.lifecycle = "open"
+    reader._core.assigned = {("t", 0), ("t", 1)}
     return reader
 
 
 async def test_fill_counts_the_bytes_of_kept_partitions_only() -> None:
     assert install()
     reader = open_reader(1, 0)
-    reader._assigned = {("t", 0)}  # partition 1 was just revoked
+    reader._core.assigned = {("t", 0)}  # partition 1 was just revoked
 
-    await fill(reader)
+    await fill(reader._core)
 
     kept = list(partition_records(TopicPartition("t", 0), MessageFactory(lambda tp: 20)))
-    assert list(reader._buffer) == kept
-    assert reader._factory is not None and reader._factory.bytes == 0
-    assert reader._counts["bytes"] == message_bytes(kept)
-    assert reader._counts["messages"] == len(kept)
-    assert reader._fetched_next == {("t", 0): 14}
+    assert list(reader._core.buffer) == kept
+    assert reader._core.factory is not None and reader._core.factory.bytes == 0
+    assert reader._core.counts["bytes"] == message_bytes(kept)
+    assert reader._core.counts["messages"] == len(kept)
+    assert reader._core.fetched_next == {("t", 0): 14}
     stats = reader.stats()
     assert (stats.messages, stats.bytes, stats.queued) == (0, 0, len(kept))
-    reader._buffer.clear()
+    reader._core.buffer.clear()
     stats = reader.stats()
     assert (stats.messages, stats.bytes) == (len(kept), message_bytes(kept))
 
@@ -230,10 +230,10 @@ async def test_a_batch_read_takes_one_partitions_fetch_without_buffering_it() ->
     )
 
     assert await reader.fetch_batch(len(RECORDS)) == fetched_messages
-    assert not reader._buffer
+    assert not reader._core.buffer
     stats = reader.stats()
     assert (stats.messages, stats.bytes) == (len(RECORDS), message_bytes(fetched_messages))
-    assert reader._fetched_next == {("t", 0): 14}
+    assert reader._core.fetched_next == {("t", 0): 14}
 
 
 async def test_a_batch_read_buffers_what_it_cannot_take_whole() -> None:
@@ -245,13 +245,13 @@ async def test_a_batch_read_buffers_what_it_cannot_take_whole() -> None:
 
     # More than asked for: the rest waits in the buffer, in order.
     assert await reader.fetch_batch(3) == first[:3]
-    assert list(reader._buffer) == first[3:]
+    assert list(reader._core.buffer) == first[3:]
     # The buffer goes first; a fetch is not needed while it holds messages.
     assert await reader.fetch_batch(10) == first[3:]
 
     # Two partitions in one fetch: both are buffered, then returned together.
-    reader._consumer = _Consumer(reader._factory, 0, 1)  # type: ignore[arg-type, assignment]
+    reader._core.consumer = _Consumer(reader._core.factory, 0, 1)  # type: ignore[arg-type, assignment]
     assert await reader.fetch_batch(100) == first + second
-    assert not reader._buffer
+    assert not reader._core.buffer
     stats = reader.stats()
     assert (stats.messages, stats.bytes) == (3 * len(RECORDS), message_bytes(first) * 3)

@@ -9,10 +9,10 @@ Either way the highest offset per partition wins, and only partitions the reader
 committed: an offset for a partition another member owns now is stale, and committing it
 could move the group's position back.
 
-`GroupCommits` keeps what only the commits use (the offsets committed under the current
-assignment, and the lock that orders commits). The rest (the assignment, the stash, the
-buffer, the read positions, the consumer and the counters) belongs to the reader, whose
-read path uses it too, and is read and updated there.
+`GroupCommits` keeps what only the commits use (the group's committed offsets as far as
+the reader knows them, and the lock that orders commits). The rest (the assignment, the
+stash, the buffer, the read positions, the consumer and the counters) is the reader's
+`ReaderState`, which the read path uses too.
 """
 
 from __future__ import annotations
@@ -25,15 +25,15 @@ from typing import TYPE_CHECKING, Any
 from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.structs import TopicPartition as _TP
 
-from aiomq._internal.commits import next_offsets
+from aiomq._internal.consumer.fetch import committed_future
+from aiomq._internal.consumer.positions import read_position
+from aiomq._internal.consumer.stash import next_offsets
 from aiomq._internal.errmap import translate
-from aiomq._internal.fetch import committed_future, drop_buffered
-from aiomq._internal.positions import read_position
 from aiomq.errors import CommitError
 from aiomq.message import Message
 
 if TYPE_CHECKING:
-    from aiomq.reader import Reader, RebalanceCallback, TopicPartition
+    from aiomq._internal.consumer.state import Key, ReaderState, RebalanceCallback
 
 __all__ = ["GroupCommits", "Listener", "describe_offsets", "run_callback"]
 
@@ -57,10 +57,10 @@ class GroupCommits:
     Safe from several tasks of one event loop: a lock sends commits one at a time.
     """
 
-    __slots__ = ("_committed", "_floors", "_lock", "_reader")
+    __slots__ = ("_committed", "_floors", "_lock", "_state")
 
-    def __init__(self, reader: Reader) -> None:
-        self._reader = reader
+    def __init__(self, state: ReaderState) -> None:
+        self._state = state
         # The group's committed offset of each owned partition, as far as this reader
         # knows: learnt when the partition is assigned, raised by each commit it makes. A
         # commit at or below it would move the group back, or change nothing.
@@ -84,13 +84,13 @@ class GroupCommits:
                 (only with `commit_interval` 0).
         """
         offsets = next_offsets(messages)
-        if self._reader.config.commit_interval > 0:
+        if self._state.settings.commit_interval > 0:
             self.stash_owned(offsets)
             return
         offsets = self._owned(offsets)
         if not offsets:
             return
-        timeout = self._reader.config.commit_timeout
+        timeout = self._state.settings.commit_timeout
         scope = asyncio.timeout(timeout)
         try:
             async with scope, self._lock:
@@ -104,11 +104,11 @@ class GroupCommits:
             raise self._timed_out(offsets, messages) from None
 
     def _timed_out(self, offsets: dict[_TP, int], messages: Sequence[Message] = ()) -> CommitError:
-        reader = self._reader
-        reader._counts["errors"] += 1
+        state = self._state
+        state.counts["errors"] += 1
         pairs = {(tp.topic, tp.partition): off for tp, off in offsets.items()}
-        timeout = reader.config.commit_timeout
-        reader._log.error("commit_timed_out", offsets=describe_offsets(pairs), timeout=timeout)
+        timeout = state.settings.commit_timeout
+        state.log.error("commit_timed_out", offsets=describe_offsets(pairs), timeout=timeout)
         return CommitError(
             f"committing {describe_offsets(pairs)} did not finish within commit_timeout "
             f"({timeout:g} s): the group coordinator did not answer",
@@ -118,7 +118,7 @@ class GroupCommits:
 
     def _owned(self, offsets: dict[_TP, int]) -> dict[_TP, int]:
         """Keep the offsets of partitions this reader owns; drop the others as stale."""
-        assigned = self._reader._assigned
+        assigned = self._state.assigned
         owned = {tp: o for tp, o in offsets.items() if (tp.topic, tp.partition) in assigned}
         if len(owned) != len(offsets):
             self._stale({tp: o for tp, o in offsets.items() if tp not in owned}, "not owned")
@@ -139,9 +139,9 @@ class GroupCommits:
         return above
 
     def _stale(self, offsets: dict[_TP, int], why: str) -> None:
-        reader = self._reader
-        reader._counts["stale_commits"] += len(offsets)
-        reader._log.warning(
+        state = self._state
+        state.counts["stale_commits"] += len(offsets)
+        state.log.warning(
             "stale_commit_dropped",
             partitions=sorted((tp.topic, tp.partition) for tp in offsets),
             offsets=describe_offsets({(tp.topic, tp.partition): o for tp, o in offsets.items()}),
@@ -189,7 +189,7 @@ class GroupCommits:
             offsets: The offset to commit next, per partition.
         """
         self._settle_floors()
-        self._reader._stash.add(self._above_floor(self._owned(offsets), stale=True))
+        self._state.stash.add(self._above_floor(self._owned(offsets), stale=True))
 
     async def commit_now(self, offsets: dict[_TP, int], messages: Sequence[Message] = ()) -> None:
         """Send one commit to the group coordinator and remember what it committed.
@@ -201,18 +201,18 @@ class GroupCommits:
         Raises:
             CommitError: The commit failed; it names the offsets and holds `messages`.
         """
-        reader = self._reader
+        state = self._state
         # A closing reader still commits: its final flush runs before it disconnects.
-        consumer = reader._open_consumer() if reader._state == "open" else reader._consumer
+        consumer = state.open_consumer() if state.lifecycle == "open" else state.consumer
         assert consumer is not None
-        counts = reader._counts
+        counts = state.counts
         try:
             await consumer.commit(offsets)
         except Exception as exc:
             counts["errors"] += 1
-            mapped = translate(exc, brokers=reader.config.brokers) or exc
+            mapped = translate(exc, brokers=state.settings.brokers) or exc
             pairs = {(tp.topic, tp.partition): off for tp, off in offsets.items()}
-            reader._log.error("commit_failed", offsets=describe_offsets(pairs), error=str(mapped))
+            state.log.error("commit_failed", offsets=describe_offsets(pairs), error=str(mapped))
             raise CommitError(
                 f"committing {describe_offsets(pairs)} failed: {mapped}",
                 offsets=pairs,
@@ -224,7 +224,7 @@ class GroupCommits:
             if committed.get(tp, -1) < offset:
                 committed[tp] = offset
 
-    async def flush(self, partitions: set[TopicPartition] | None) -> None:
+    async def flush(self, partitions: set[Key] | None) -> None:
         """Commit what the stash holds for owned partitions (or just `partitions`).
 
         Bounded by `commit_timeout`, waiting for an earlier commit included.
@@ -236,23 +236,23 @@ class GroupCommits:
             CommitError: The commit failed or timed out; the offsets stay stashed for the
                 next flush.
         """
-        reader = self._reader
-        if reader._consumer is None:
+        state = self._state
+        if state.consumer is None:
             return
-        scope = asyncio.timeout(reader.config.commit_timeout)
+        scope = asyncio.timeout(state.settings.commit_timeout)
         offsets: dict[_TP, int] = {}
         try:
             async with scope, self._lock:
-                owned = reader._assigned if partitions is None else partitions & reader._assigned
+                owned = state.assigned if partitions is None else partitions & state.assigned
                 owned_tps = {_TP(*key) for key in owned}
-                stash = reader._stash
-                if reader._position_commits:
+                stash = state.stash
+                if state.position_commits:
                     self.stash_positions(owned)
                 offsets = stash.snapshot(owned_tps)
                 await self._learn_floors(offsets)
                 # Read positions the reader stashed itself are dropped quietly when the
                 # group is already there; offsets a caller gave are reported as stale.
-                fresh = self._above_floor(offsets, stale=not reader._position_commits)
+                fresh = self._above_floor(offsets, stale=not state.position_commits)
                 stash.discard_committed({tp: o for tp, o in offsets.items() if tp not in fresh})
                 offsets = fresh
                 if not offsets:
@@ -267,7 +267,7 @@ class GroupCommits:
     async def flush_periodically(self) -> None:
         """Flush the stash every `commit_interval` seconds, until cancelled."""
         while True:
-            await asyncio.sleep(self._reader.config.commit_interval)
+            await asyncio.sleep(self._state.settings.commit_interval)
             # A failure is logged in commit_now; the offsets stay stashed for the next flush.
             with contextlib.suppress(CommitError):
                 await self.flush(None)
@@ -278,12 +278,12 @@ class GroupCommits:
         Args:
             message: The message `read_message` returns.
         """
-        reader = self._reader
+        state = self._state
         key = (message[0], message[1])
-        if key in reader._assigned:
-            reader._stash.add_one(key, message[2] + 1)
+        if key in state.assigned:
+            state.stash.add_one(key, message[2] + 1)
         else:
-            reader._log.warning("stale_commit_dropped", partitions=[key])
+            state.log.warning("stale_commit_dropped", partitions=[key])
 
     def end_position_commits(self) -> None:
         """Switch to stashing each message: the caller now also fetches without committing.
@@ -294,25 +294,25 @@ class GroupCommits:
         too, positions would cover messages nobody asked to commit, so the positions
         reached so far are stashed and every later `read_message` stashes its own offset.
         """
-        reader = self._reader
-        self.stash_positions(reader._assigned)
-        reader._position_commits = False
+        state = self._state
+        self.stash_positions(state.assigned)
+        state.position_commits = False
 
-    def stash_positions(self, partitions: set[TopicPartition]) -> None:
+    def stash_positions(self, partitions: set[Key]) -> None:
         """Stash each partition's read position: everything returned so far is committed.
 
         Args:
             partitions: The partitions whose positions to stash.
         """
-        reader = self._reader
+        state = self._state
         for key in partitions:
-            position = read_position(reader, key)
+            position = read_position(state, key)
             if position is not None:
-                reader._stash.add_one(key, position)
+                state.stash.add_one(key, position)
 
     # -- rebalancing and leaving ------------------------------------------------------------
 
-    async def partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+    async def partitions_revoked(self, revoked: set[Key]) -> None:
         """Give partitions up: flush their stash, then forget their offsets and messages.
 
         A running group handler lets go of the partitions first, so its marks are flushed.
@@ -320,11 +320,11 @@ class GroupCommits:
         Args:
             revoked: The partitions this reader gives up; empty at a member's first join.
         """
-        reader = self._reader
-        for hook in list(reader._handler_hooks):
+        state = self._state
+        for hook in list(state.handler_hooks):
             await hook(revoked)
-        stash = reader._stash
-        if revoked and (len(stash) or reader._position_commits):
+        stash = state.stash
+        if revoked and (len(stash) or state.position_commits):
             # A failure is logged; the next owner resumes from the last committed offset.
             with contextlib.suppress(CommitError):
                 await self.flush(revoked)
@@ -339,41 +339,32 @@ class GroupCommits:
                 future.cancel()
         dropped = stash.forget(_TP(*key) for key in revoked)
         if dropped:
-            reader._log.warning("stashed_offsets_dropped", partitions=dropped)
-        reader._assigned -= revoked
-        reader._epoch += 1
-        if revoked:
-            # Messages of revoked partitions will be read by their next owner. The buffer
-            # is changed in place: tasks waiting to read hold on to it.
-            drop_buffered(reader, lambda m: (m[0], m[1]) in revoked)
-        for key in revoked:
-            reader._fetched_next.pop(key, None)
+            state.log.warning("stashed_offsets_dropped", partitions=dropped)
+        # Messages of revoked partitions will be read by their next owner.
+        state.revoke(revoked)
         if revoked:  # the first join of a member revokes nothing: say nothing then
-            reader._log.info("partitions_revoked", partitions=sorted(revoked))
-            await run_callback(reader.config.on_revoked, set(revoked), reader._log)
+            state.log.info("partitions_revoked", partitions=sorted(revoked))
+            await run_callback(state.settings.on_revoked, set(revoked), state.log)
 
-    async def partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+    async def partitions_assigned(self, assigned: set[Key]) -> None:
         """Take partitions over after a rebalance, and wake a waiting group handler.
 
         Args:
             assigned: Every partition this reader owns now.
         """
-        reader = self._reader
-        reader._assigned = set(assigned)
-        reader._epoch += 1
+        state = self._state
         tps = {_TP(*key) for key in assigned}
-        reader._stash.keep_only(tps)
-        consumer = reader._consumer
+        state.stash.keep_only(tps)
+        consumer = state.consumer
         if consumer is not None:
             for tp in tps:
                 if tp not in self._committed and tp not in self._floors:
                     future = committed_future(consumer, tp)
                     if future is not None:
                         self._floors[tp] = future
-        reader._rebalances += 1
-        reader._assigned_event.set()
-        reader._log.info("partitions_assigned", partitions=sorted(assigned))
-        await run_callback(reader.config.on_assigned, set(assigned), reader._log)
+        state.assign(assigned)
+        state.log.info("partitions_assigned", partitions=sorted(assigned))
+        await run_callback(state.settings.on_assigned, set(assigned), state.log)
 
     async def leave(self, deadline: float) -> CommitError | None:
         """Give every partition up as the reader closes: release, flush, tell `on_revoked`.
@@ -385,31 +376,31 @@ class GroupCommits:
             None when everything stashed was committed (or nothing needed to be), else the
             final flush's error, for the reader to raise once it has disconnected.
         """
-        reader = self._reader
+        state = self._state
         # A running group handler lets go of its claims first, so its marks are flushed.
         try:
             async with asyncio.timeout_at(deadline):
-                for hook in list(reader._handler_hooks):
-                    await hook(set(reader._assigned))
+                for hook in list(state.handler_hooks):
+                    await hook(set(state.assigned))
         except TimeoutError:
-            reader._log.warning("group_handler_close_timed_out")
+            state.log.warning("group_handler_close_timed_out")
         failure = await self._final_flush(deadline)
-        if reader._group and reader._assigned:
+        if state.group and state.assigned:
             # Closing gives the partitions up too: say so, as a rebalance would.
             try:
                 async with asyncio.timeout_at(max(deadline, asyncio.get_running_loop().time())):
-                    await run_callback(reader.config.on_revoked, set(reader._assigned), reader._log)
+                    await run_callback(state.settings.on_revoked, set(state.assigned), state.log)
             except TimeoutError:
-                reader._log.warning("rebalance_callback_timed_out")
+                state.log.warning("rebalance_callback_timed_out")
         return failure
 
     async def _final_flush(self, deadline: float) -> CommitError | None:
         """Flush the stash as the reader closes; a flush out of time names what is left."""
-        reader = self._reader
+        state = self._state
         if not (
-            reader._consumer is not None
-            and reader._group
-            and (len(reader._stash) or reader._position_commits)
+            state.consumer is not None
+            and state.group
+            and (len(state.stash) or state.position_commits)
         ):
             return None
         try:
@@ -420,20 +411,18 @@ class GroupCommits:
         except TimeoutError:
             return CommitError(
                 f"the final commit did not finish within close_timeout "
-                f"({reader.config.close_timeout:g} s)",
-                offsets={(tp.topic, tp.partition): o for tp, o in reader._stash.snapshot().items()},
+                f"({state.settings.close_timeout:g} s)",
+                offsets={(tp.topic, tp.partition): o for tp, o in state.stash.snapshot().items()},
             )
         return None
 
 
-def describe_offsets(offsets: dict[TopicPartition, int]) -> str:
+def describe_offsets(offsets: dict[Key, int]) -> str:
     """Name offsets for a message, such as `orders[0]@42, orders[1]@7`."""
     return ", ".join(f"{t}[{p}]@{o}" for (t, p), o in sorted(offsets.items()))
 
 
-async def run_callback(
-    callback: RebalanceCallback | None, partitions: set[TopicPartition], log: Any
-) -> None:
+async def run_callback(callback: RebalanceCallback | None, partitions: set[Key], log: Any) -> None:
     """Call an `on_assigned` or `on_revoked` callback, awaiting it when it is async.
 
     Its failure is logged, not raised: it must not stop the rebalance or the close.

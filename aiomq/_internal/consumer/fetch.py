@@ -1,34 +1,42 @@
 """How a Reader gets its messages: the aiokafka consumer, its fetches, its records' conversion.
 
 A reader fetches through one `AIOKafkaConsumer`, built here from its settings. `fill`
-moves one fetch into the reader's buffer, where `fetch_message`, `fetch_batch` and
-`read_message` take messages from. aiokafka usually builds the messages itself (see
-`aiomq._internal.records`); `RecordConverter` converts its records when it does not.
+moves one fetch into the reader's buffer (in its `ReaderState`), where `fetch_message`,
+`fetch_batch` and `read_message` take messages from. aiokafka usually builds the
+messages itself (see `aiomq._internal.records`); `RecordConverter` converts its records
+when it does not.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
-from datetime import UTC, datetime
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Final
 
 from aiokafka import AIOKafkaConsumer
+from aiokafka.structs import TopicPartition as _TP
 
+from aiomq._internal.consumer.state import message_bytes
 from aiomq._internal.errmap import map_errors
-from aiomq._internal.records import MessageFactory, message_bytes
+from aiomq._internal.metadata import topic_partitions
+from aiomq._internal.records import MessageFactory
 from aiomq._internal.security import connection_options
-from aiomq.errors import ClosedError, Error
-from aiomq.message import Message
+from aiomq.errors import (
+    ClosedError,
+    Error,
+    RequestTimeoutError,
+    UnknownTopicOrPartitionError,
+)
+from aiomq.message import FIRST_OFFSET, LAST_OFFSET, Message
 
 if TYPE_CHECKING:
-    from aiomq.reader import Reader, ReaderConfig, TopicPartition
+    from aiomq._internal.consumer.state import Key, ReaderSettings, ReaderState
 
 __all__ = [
-    "RecordConverter",
     "committed_future",
-    "drop_buffered",
+    "apply_seek",
+    "check_partition",
     "fill",
     "new_consumer",
     "stop_consumer",
@@ -39,7 +47,7 @@ _new_message: Final = tuple.__new__
 
 
 def new_consumer(
-    config: ReaderConfig,
+    config: ReaderSettings,
     factory: MessageFactory | None,
     *,
     earliest: bool,
@@ -156,45 +164,14 @@ def committed_future(consumer: AIOKafkaConsumer, tp: Any) -> asyncio.Future[Any]
     return future
 
 
-def drop_buffered(reader: Reader, which: Callable[[Message], bool] | None = None) -> int:
-    """Take messages out of a reader's buffer without returning them; uncount them.
-
-    The buffer is changed in place, since tasks waiting to read hold on to it.
-
-    Args:
-        reader: The reader.
-        which: Which messages to drop; None drops them all.
-
-    Returns:
-        How many were dropped.
-    """
-    buffer = reader._buffer
-    if not buffer:
-        return 0
-    if which is None:
-        dropped = list(buffer)
-        buffer.clear()
-    else:
-        kept = [m for m in buffer if not which(m)]
-        if len(kept) == len(buffer):
-            return 0
-        dropped = [m for m in buffer if which(m)]
-        buffer.clear()
-        buffer.extend(kept)
-    counts = reader._counts
-    counts["messages"] -= len(dropped)
-    counts["bytes"] -= message_bytes(dropped)
-    return len(dropped)
-
-
-async def fill(reader: Reader, take: int = 0) -> list[Message] | None:
+async def fill(state: ReaderState, take: int = 0) -> list[Message] | None:
     """Fetch once, and add the messages of partitions the reader owns to its buffer.
 
     A pending `set_offset` is applied first. A fetch may bring nothing, when nothing
     arrived within `max_wait`; the caller fetches again.
 
     Args:
-        reader: The reader to fill.
+        state: The state of the reader to fill.
         take: When the buffer is empty and the fetch brings one partition's messages, at
             most `take` of them, return them instead of buffering them (a batch read then
             copies nothing). 0 always buffers.
@@ -206,40 +183,39 @@ async def fill(reader: Reader, take: int = 0) -> list[Message] | None:
         ClosedError: The reader is closed, or was closed during the fetch.
         Error: The fetch failed (counted in the stats' errors).
     """
-    consumer = reader._open_consumer()
-    reader._tasks.check()
-    if reader._pending_seek is not None:
-        await reader._apply_seek(consumer)
-    config = reader.config
+    consumer = state.open_consumer()
+    state.tasks.check()
+    if state.pending_seek is not None:
+        await apply_seek(state, consumer)
+    config = state.settings
     try:
-        with reader._calls.wait("fetching"), map_errors(brokers=config.brokers, topic=config.topic):
+        with state.calls.wait("fetching"), map_errors(brokers=config.brokers, topic=config.topic):
             batch: dict[Any, list[Any]] = await consumer.getmany(
                 timeout_ms=max(100, int(config.max_wait * 1000)),
                 max_records=config.queue_capacity,
             )
     except ClosedError:
-        raise ClosedError(f"the Reader is {reader._state}") from None
+        raise ClosedError(f"the Reader is {state.lifecycle}") from None
     except Error:
-        reader._counts["errors"] += 1
+        state.counts["errors"] += 1
         raise
-    if reader._state != "open":
-        raise ClosedError(f"the Reader is {reader._state}")
-    health = reader._health
+    state.check_open()
+    health = state.health
     if not batch:
-        with reader._calls.wait("fetching"):
-            await health.after_empty_fetch(consumer, reader._assigned)
+        with state.calls.wait("fetching"):
+            await health.after_empty_fetch(consumer, state.assigned)
         return None
     if health.down:
         health.answered()
-    counts = reader._counts
+    counts = state.counts
     counts["fetches"] += 1
-    factory = reader._factory
+    factory = state.factory
     if factory is not None:
         # Every message getmany built is in `batch`: take their bytes now, and give back
         # those of partitions dropped below.
         counts["bytes"] += factory.bytes
         factory.bytes = 0
-    assigned = reader._assigned
+    assigned = state.assigned
     kept: list[list[Message]] = []
     for tp, records in batch.items():
         if not records:
@@ -252,11 +228,11 @@ async def fill(reader: Reader, take: int = 0) -> list[Message] | None:
                 counts["bytes"] -= message_bytes(records)
             continue
         if built:
-            kept.append(to_messages(reader, key, records, -1))
+            kept.append(to_messages(state, key, records, -1))
         else:
             high_water = consumer.highwater(tp)
-            kept.append(to_messages(reader, key, records, -1 if high_water is None else high_water))
-    buffer = reader._buffer
+            kept.append(to_messages(state, key, records, -1 if high_water is None else high_water))
+    buffer = state.buffer
     # Only an empty buffer may be bypassed: what it holds was fetched earlier and goes first.
     if len(kept) == 1 and not buffer and len(kept[0]) <= take:
         return kept[0]
@@ -265,18 +241,105 @@ async def fill(reader: Reader, take: int = 0) -> list[Message] | None:
     return None
 
 
+async def check_partition(
+    consumer: AIOKafkaConsumer, key: Key, brokers: Sequence[str], within: float
+) -> None:
+    """Refuse a partition that does not exist, instead of waiting for it forever.
+
+    Raises:
+        UnknownTopicOrPartitionError: The topic does not exist, or has no such partition
+            (the message gives the partition count).
+        RequestTimeoutError: No metadata arrived within `within` seconds.
+    """
+    topic, partition = key
+    try:
+        async with asyncio.timeout(within):
+            partitions = await topic_partitions(
+                consumer._client, topic, allow_create=False, brokers=brokers
+            )
+    except TimeoutError:
+        raise RequestTimeoutError(
+            f"the metadata of topic {topic!r} did not arrive within {within:g} s"
+        ) from None
+    if partition not in partitions:
+        raise UnknownTopicOrPartitionError(
+            topic=topic,
+            partition=partition,
+            detail=f"the topic has {len(partitions)} partitions (0 to {len(partitions) - 1})",
+        )
+
+
+async def apply_seek(state: ReaderState, consumer: AIOKafkaConsumer) -> None:
+    """Move a single-partition reader to the offset `set_offset` asked for.
+
+    FIRST_OFFSET and LAST_OFFSET are looked up, then sought to: aiokafka's own
+    seek_to_beginning/seek_to_end can be overtaken by the answer to the reset it started
+    when the partition was assigned, which would leave the reader at the other end.
+    """
+    key = state.partition
+    offset = state.pending_seek
+    assert key is not None and offset is not None
+    tp = _TP(*key)
+    with map_errors(brokers=state.settings.brokers, topic=tp.topic, partition=tp.partition):
+        if offset == FIRST_OFFSET:
+            offset = (await consumer.beginning_offsets([tp]))[tp]
+        elif offset == LAST_OFFSET:
+            offset = (await consumer.end_offsets([tp]))[tp]
+        consumer.seek(tp, offset)
+    state.pending_seek = None
+    state.drop_buffered()
+    state.fetched_next[key] = offset
+
+
+async def fetch_partition(state: ReaderState, key: Key, ended: asyncio.Event) -> list[Message]:
+    """Fetch one partition's next messages for a group handler's claim.
+
+    Returns:
+        The messages (possibly none); none either when `ended` was set first: records not
+        yet taken then stay with the broker and go to the partition's next owner.
+    """
+    consumer = state.consumer
+    if consumer is None or state.lifecycle != "open":
+        return []
+    settings = state.settings
+    tp = _TP(*key)
+    with map_errors(brokers=settings.brokers, topic=key[0]):
+        fetch = asyncio.ensure_future(
+            consumer.getmany(
+                tp,
+                timeout_ms=max(100, int(settings.max_wait * 1000)),
+                max_records=settings.queue_capacity,
+            )
+        )
+        waiting = asyncio.ensure_future(ended.wait())
+        try:
+            await asyncio.wait((fetch, waiting), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            waiting.cancel()
+        if not fetch.done():
+            fetch.cancel()
+            await asyncio.gather(fetch, return_exceptions=True)
+            return []
+        batch = fetch.result()
+    records = batch.get(tp)
+    if not records:
+        return []
+    high_water = consumer.highwater(tp)
+    return to_messages(state, key, records, -1 if high_water is None else high_water)
+
+
 def to_messages(
-    reader: Reader, key: TopicPartition, records: list[Any], high_water_mark: int
+    state: ReaderState, key: Key, records: list[Any], high_water_mark: int
 ) -> list[Message]:
     """Take one partition's fetched records as messages, and count them as read.
 
     Records usually arrive as messages already (see `aiomq._internal.records`);
     otherwise they are converted here. Counting happens once per fetch rather than per
     message returned: what is still buffered is subtracted when `stats()` or `offset`
-    ask (see `aiomq._internal.positions`).
+    ask (see `aiomq._internal.consumer.positions`).
 
     Args:
-        reader: The reader whose fetch brought the records.
+        state: The state of the reader whose fetch brought the records.
         key: The `(topic, partition)` the records come from.
         records: The fetched records (messages, or aiokafka's `ConsumerRecord`s).
         high_water_mark: The partition's high water mark at the fetch, or -1.
@@ -286,66 +349,15 @@ def to_messages(
     """
     if not records:
         return []
-    counts = reader._counts
+    counts = state.counts
     if records[0].__class__ is Message:
         messages: list[Message] = records
-        factory = reader._factory
+        factory = state.factory
         if factory is not None:
             counts["bytes"] += factory.bytes
             factory.bytes = 0
     else:
-        messages = reader._converter.convert(key, records, high_water_mark)
-    reader._fetched_next[key] = messages[-1][2] + 1
+        messages = state.converter.convert(key, records, high_water_mark)
+    state.fetched_next[key] = messages[-1][2] + 1
     counts["messages"] += len(messages)
     return messages
-
-
-class RecordConverter:
-    """Turns aiokafka's `ConsumerRecord`s into messages, when the record hook is missing.
-
-    With the hook (see `aiomq._internal.records`) records arrive as messages already, and
-    this is not used. Not safe from several threads; one event loop's tasks may share it.
-    """
-
-    __slots__ = ("_counts", "_last_dt", "_last_ts")
-
-    def __init__(self, counts: dict[str, int]) -> None:
-        self._counts = counts
-        self._last_ts = -1
-        self._last_dt = datetime.fromtimestamp(0, UTC)
-
-    def convert(
-        self, key: TopicPartition, records: list[Any], high_water_mark: int
-    ) -> list[Message]:
-        """Build one partition's messages, adding their key and value bytes to the counts.
-
-        Args:
-            key: The `(topic, partition)` the records come from.
-            records: The fetched `ConsumerRecord`s, in offset order.
-            high_water_mark: The partition's high water mark at the fetch, or -1.
-
-        Returns:
-            One message per record, in the same order.
-        """
-        topic, partition = key
-        new = _new_message
-        last_ts, last_dt = self._last_ts, self._last_dt
-        size = 0
-        messages: list[Message] = []
-        append = messages.append
-        for r in records:
-            ts = r.timestamp
-            if ts != last_ts:
-                # Records of one batch usually share a millisecond: build each datetime once.
-                last_ts, last_dt = ts, datetime.fromtimestamp(ts / 1000, UTC)
-            k, v = r.key, r.value
-            size += (0 if k is None else len(k)) + (0 if v is None else len(v))
-            append(
-                new(
-                    Message,
-                    (topic, partition, r.offset, high_water_mark, k, v, r.headers, last_dt, None),
-                )
-            )
-        self._last_ts, self._last_dt = last_ts, last_dt
-        self._counts["bytes"] += size
-        return messages
