@@ -9,8 +9,8 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.client import AIOKafkaClient
 
 from aiomq import BrokerConnectionError, UnknownTopicOrPartitionError
-from aiomq._internal.errmap import map_errors
-from aiomq._internal.metadata import topic_partitions
+from aiomq._internal.kafka.errors import map_errors
+from aiomq._internal.kafka.metadata import topic_partitions
 
 
 def _closed_port() -> int:

@@ -9,7 +9,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.structs import ConsumerRecord
 
 import aiomq
-from aiomq._internal.records import install
+from aiomq._internal.kafka.record_hook import install
 
 
 async def write(bootstrap_servers: str, topic: str) -> list[aiomq.Message]:

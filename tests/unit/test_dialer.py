@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 import aiomq
-from aiomq._internal.security import connection_options
+from aiomq._internal.kafka.connect import connection_options
 
 
 def test_no_dialer_means_plaintext() -> None:

@@ -8,7 +8,7 @@ import pytest
 from aiokafka import errors as ak
 
 import aiomq
-from aiomq._internal.errmap import broker_error, map_errors, translate
+from aiomq._internal.kafka.errors import broker_error, map_errors, translate
 
 
 def test_config_error_is_also_a_value_error() -> None:
