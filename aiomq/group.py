@@ -91,7 +91,7 @@ class Claim:
 
     async def _messages(self) -> AsyncIterator[Message]:
         state, key, ended = self._state, self._key, self._ended
-        while not ended.is_set() and state.lifecycle == "open":
+        while not ended.is_set() and state.life.is_open:
             for message in await fetch_partition(state, key, ended):
                 yield message
                 if ended.is_set():
@@ -114,10 +114,10 @@ class GroupHandler(Protocol):
 async def run_handler(state: ReaderState, commits: GroupCommits, handler: GroupHandler) -> None:
     """Drive `handler` through the reader's generations until it closes or is cancelled."""
     generation = 0
-    while state.lifecycle == "open":
+    while state.life.is_open:
         await state.assigned_event.wait()
         state.assigned_event.clear()
-        if state.lifecycle != "open":
+        if not state.life.is_open:
             return
         claims = set(state.assigned)
         if not claims:

@@ -306,15 +306,13 @@ class Reader:
     def __repr__(self) -> str:
         core = self._core
         what = f"group={self.config.group_id}" if core.group else f"partition={core.partition}"
-        return f"<Reader topics={list(self.config.topics)} {what} {core.lifecycle}>"
+        return f"<Reader topics={list(self.config.topics)} {what} {core.life}>"
 
     # -- lifecycle ------------------------------------------------------------------------
 
     async def __aenter__(self) -> Self:
         core = self._core
-        if core.lifecycle != "new":
-            raise ClosedError(f"a Reader is opened once; this one is {core.lifecycle}")
-        core.lifecycle = "opening"
+        core.life.start_opening()
         cfg = self.config
         # With the record hook in place, aiokafka builds our messages directly.
         factory = MessageFactory(self._high_water) if install_record_hook() else None
@@ -335,11 +333,11 @@ class Reader:
                     await check_partition(consumer, core.partition, cfg.brokers, timeout)
                     consumer.assign([_TP(*core.partition)])
         except BaseException:
-            core.lifecycle = "closed"
+            core.life.open_failed()
             await finish_shielded(stop_consumer(consumer, core.log, 1.0))
             raise
         core.consumer = consumer
-        core.lifecycle = "open"
+        core.life.opened()
         if core.stashing:
             core.tasks.start_soon("commit flusher", self._commits.flush_periodically)
         if not core.group and cfg.read_lag_interval > 0:
@@ -372,10 +370,7 @@ class Reader:
             BackgroundTaskError: A background task (the commit flusher or the lag
                 updater) had failed; its exception is the cause.
         """
-        if self._core.lifecycle in ("closing", "closed"):
-            return
-        self._core.lifecycle = "closing"
-        await finish_shielded(self._close())
+        await self._core.life.close_once(self._close)
 
     async def _close(self) -> None:
         core = self._core
@@ -398,7 +393,6 @@ class Reader:
                 budget = max(deadline - loop.time(), 1.0)
                 await stop_consumer(consumer, core.log, min(budget, 1.0 + _LEAVE_ROUND_TRIP))
             core.drop_buffered()
-            core.lifecycle = "closed"
         if failure is not None:
             raise failure
         core.tasks.check()
@@ -496,7 +490,7 @@ class Reader:
         try:
             return await self.read_message()
         except ClosedError:
-            if self._core.lifecycle in ("closing", "closed"):
+            if self._core.life.ending:
                 raise StopAsyncIteration from None
             raise
 

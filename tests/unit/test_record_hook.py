@@ -197,7 +197,7 @@ def open_reader(*partitions: int) -> aiomq.Reader:
     reader = aiomq.Reader(brokers=["localhost:9092"], topic="t", group_id="g")
     reader._core.factory = MessageFactory(lambda tp: 20)
     reader._core.consumer = _Consumer(reader._core.factory, *partitions)  # type: ignore[assignment]
-    reader._core.lifecycle = "open"
+    reader._core.life.opened()
     reader._core.assigned = {("t", 0), ("t", 1)}
     return reader
 

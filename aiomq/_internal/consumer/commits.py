@@ -203,7 +203,7 @@ class GroupCommits:
         """
         state = self._state
         # A closing reader still commits: its final flush runs before it disconnects.
-        consumer = state.open_consumer() if state.lifecycle == "open" else state.consumer
+        consumer = state.open_consumer() if state.life.is_open else state.consumer
         assert consumer is not None
         counts = state.counts
         try:

@@ -195,7 +195,7 @@ async def fill(state: ReaderState, take: int = 0) -> list[Message] | None:
                 max_records=config.queue_capacity,
             )
     except ClosedError:
-        raise ClosedError(f"the Reader is {state.lifecycle}") from None
+        raise ClosedError(f"the Reader is {state.life}") from None
     except Error:
         state.counts["errors"] += 1
         raise
@@ -299,7 +299,7 @@ async def fetch_partition(state: ReaderState, key: Key, ended: asyncio.Event) ->
         yet taken then stay with the broker and go to the partition's next owner.
     """
     consumer = state.consumer
-    if consumer is None or state.lifecycle != "open":
+    if consumer is None or not state.life.is_open:
         return []
     settings = state.settings
     tp = _TP(*key)

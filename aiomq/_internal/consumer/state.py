@@ -18,6 +18,7 @@ from aiomq._internal.calls import WaitingCalls
 from aiomq._internal.consumer.convert import RecordConverter
 from aiomq._internal.consumer.health import Reachability
 from aiomq._internal.consumer.stash import OffsetStash
+from aiomq._internal.lifecycle import Lifecycle
 from aiomq._internal.tasks import BackgroundTasks
 from aiomq.errors import ClosedError
 from aiomq.message import Message
@@ -116,7 +117,7 @@ class ReaderState:
         "group",
         "handler_hooks",
         "health",
-        "lifecycle",
+        "life",
         "log",
         "partition",
         "pending_seek",
@@ -136,8 +137,7 @@ class ReaderState:
         self.log = log
         self.group = partition is None
         self.partition = partition
-        self.lifecycle = "new"
-        """new, opening, open, closing or closed."""
+        self.life = Lifecycle("Reader")
         self.consumer: AIOKafkaConsumer | None = None
         self.buffer: deque[Message] = deque()
         """Fetched messages not yet returned, in the order they are returned."""
@@ -184,8 +184,7 @@ class ReaderState:
 
     def check_open(self) -> None:
         """Raise `ClosedError` unless the reader is open."""
-        if self.lifecycle != "open":
-            raise ClosedError(f"the Reader is {self.lifecycle}")
+        self.life.check_open()
 
     def open_consumer(self) -> AIOKafkaConsumer:
         """The aiokafka consumer of an open reader.
@@ -194,8 +193,8 @@ class ReaderState:
             ClosedError: The reader is not open.
         """
         consumer = self.consumer
-        if self.lifecycle != "open" or consumer is None:
-            raise ClosedError(f"the Reader is {self.lifecycle}")
+        if consumer is None or not self.life.is_open:
+            raise ClosedError(f"the Reader is {self.life}")
         return consumer
 
     # -- the buffer ---------------------------------------------------------------------------
@@ -234,7 +233,7 @@ class ReaderState:
         Only if its partition was not revoked since (`epoch` is the epoch it was taken in)
         and the reader is still open: otherwise the partition's owner reads it again.
         """
-        if self.epoch == epoch and self.lifecycle == "open":
+        if self.epoch == epoch and self.life.is_open:
             self.buffer.appendleft(message)
 
     # -- the assignment -----------------------------------------------------------------------
