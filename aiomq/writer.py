@@ -12,16 +12,12 @@ from __future__ import annotations
 import asyncio
 import enum
 from collections.abc import Sequence
-from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
 from operator import add, attrgetter, itemgetter
 from types import TracebackType
 from typing import Any, Final, Self, cast
-
-from aiokafka.client import AIOKafkaClient
-from aiokafka.record.default_records import DefaultRecordBatchBuilder
 
 from aiomq._internal.config import (
     build_config,
@@ -31,9 +27,9 @@ from aiomq._internal.config import (
     check_seconds,
     resolve_client_id,
 )
-from aiomq._internal.errmap import map_errors
+from aiomq._internal.kafka.client import KafkaClient
+from aiomq._internal.kafka.produce import BATCH_OVERHEAD, PLAIN_RECORD_OVERHEAD, record_size
 from aiomq._internal.log import get_logger
-from aiomq._internal.metadata import topic_partitions
 from aiomq._internal.producer import (
     FEW,
     Chunk,
@@ -45,7 +41,6 @@ from aiomq._internal.producer import (
     finish_tasks,
     header_bytes,
 )
-from aiomq._internal.security import connection_options, open_client
 from aiomq._internal.shield import finish_shielded
 from aiomq.balancer import (
     Balancer,
@@ -74,7 +69,6 @@ __all__ = ["Compression", "RequiredAcks", "Writer", "WriterConfig"]
 _METADATA_MAX_AGE: Final = 300.0
 _BYTES: Final = (bytes, bytearray, memoryview)
 _NO_HEADERS: Final[list[Any]] = []
-_size_of = DefaultRecordBatchBuilder.size_of
 _topic_of = itemgetter(0)
 _partition_of = itemgetter(1)
 _key_of = itemgetter(4)
@@ -85,13 +79,6 @@ _tzinfo_of = attrgetter("tzinfo")
 _NONE_TYPE: Final = type(None)
 _PLAIN_TYPES: Final = frozenset((bytes, _NONE_TYPE))
 _TIME_TYPES: Final = frozenset((datetime, type(None)))
-# The most a record without headers adds to its key and value: the length varints of
-# key, value and header count (record framing proper is in _BATCH_OVERHEAD).
-_PLAIN_OVERHEAD: Final = 5 + 5 + 1
-# What a batch holding a single record adds around it: batch header and record framing.
-_BATCH_OVERHEAD: Final[int] = DefaultRecordBatchBuilder.estimate_size_in_bytes(
-    None, None, []
-) - _size_of(None, None, [])
 
 
 class RequiredAcks(enum.IntEnum):
@@ -316,7 +303,7 @@ class Writer:
         self.config = build_config(WriterConfig, config, options)
         self._balancer = as_balancer(self.config.balancer)
         self._log = get_logger(self.config.logger, client_id=self.config.effective_client_id)
-        self._client: AIOKafkaClient | None = None
+        self._client: KafkaClient | None = None
         self._producer: Producer | None = None
         self._topics: dict[str, tuple[tuple[int, ...], float]] = {}
         self._lookups: dict[str, asyncio.Task[tuple[int, ...]]] = {}
@@ -334,12 +321,12 @@ class Writer:
             raise ClosedError(f"a Writer is opened once; this one is {self._state}")
         self._state = "opening"
         config = self.config
-        client = AIOKafkaClient(
-            bootstrap_servers=list(config.brokers),
+        client = KafkaClient(
+            brokers=config.brokers,
             client_id=config.effective_client_id,
-            **connection_options(config.dialer),
-            request_timeout_ms=int(config.write_timeout * 1000),
-            metadata_max_age_ms=int(_METADATA_MAX_AGE * 1000),
+            dialer=config.dialer,
+            request_timeout=config.write_timeout,
+            metadata_max_age=_METADATA_MAX_AGE,
         )
         settings = ProducerSettings(
             acks=int(config.required_acks),
@@ -357,8 +344,7 @@ class Writer:
             brokers=config.brokers,
         )
         try:
-            with map_errors(brokers=config.brokers):
-                await open_client(client.bootstrap, config.brokers, config.dialer)
+            await client.start()
             producer = Producer(client, settings, self._log, self._failed)
             if config.idempotent:
                 await producer.init_producer_id()
@@ -605,7 +591,7 @@ class Writer:
             sizes = key_sizes
         else:
             sizes = list(map(add, key_sizes, value_sizes))
-        if max(sizes) + _PLAIN_OVERHEAD > self.config.batch_bytes - _BATCH_OVERHEAD:
+        if max(sizes) + PLAIN_RECORD_OVERHEAD > self.config.batch_bytes - BATCH_OVERHEAD:
             return None  # perhaps too large: the careful path decides, and says which
         partitions = await self._partitions(topic)
         chosen = balance_all(self._balancer, messages, keys, partitions)
@@ -648,8 +634,8 @@ class Writer:
     ) -> list[tuple[tuple[str, int], Chunk]]:
         """`_plan` for any input, one message at a time; raises on the first bad one."""
         default_topic = self.config.topic
-        limit = self.config.batch_bytes - _BATCH_OVERHEAD
-        size_of = _size_of
+        limit = self.config.batch_bytes - BATCH_OVERHEAD
+        size_of = record_size
         balance = self._balancer.balance
         trusted = always_offers_a_member(self._balancer)
         groups: dict[tuple[str, int], _Group] = {}
@@ -708,7 +694,7 @@ class Writer:
                     f"message {index}: headers must be (str, bytes) pairs, not {headers!r}"
                 ) from exc
             if size > limit:
-                total = size + _BATCH_OVERHEAD
+                total = size + BATCH_OVERHEAD
                 raise MessageTooLargeError(
                     size=total,
                     limit=self.config.batch_bytes,
@@ -796,19 +782,11 @@ class Writer:
         assert client is not None
         write_timeout = self.config.write_timeout
         deadline = loop.time() + write_timeout
-        partitions = await topic_partitions(
-            client,
-            topic,
-            allow_create=self.config.allow_auto_topic_creation,
-            brokers=self.config.brokers,
-            timeout=write_timeout,
+        partitions = await client.topic_partitions(
+            topic, allow_create=self.config.allow_auto_topic_creation, timeout=write_timeout
         )
-        if topic not in client._topics:
-            # Let aiokafka track the topic's leaders from now on. Without waiting for them,
-            # the first batch looks its leader up again: worth no more than what is left.
-            with suppress(TimeoutError):
-                async with asyncio.timeout_at(deadline):
-                    await client.add_topic(topic)
+        # Worth no more than what is left of the write's time.
+        await client.follow(topic, deadline)
         self._topics[topic] = (partitions, loop.time() + _METADATA_MAX_AGE)
         return partitions
 

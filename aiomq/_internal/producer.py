@@ -25,18 +25,13 @@ from collections.abc import Awaitable, Callable, Collection, Sequence
 from datetime import UTC, datetime
 from itertools import repeat
 from operator import itemgetter
-from typing import Any, Final, cast
-
-from aiokafka.client import AIOKafkaClient
-from aiokafka.protocol.produce import ProduceRequest
-from aiokafka.protocol.transaction import InitProducerIdRequest
-from aiokafka.record.default_records import DefaultRecordBatchBuilder
-from aiokafka.structs import TopicPartition
+from typing import Any, Final
 
 from aiomq._internal.backoff import backoff_delay
-from aiomq._internal.errmap import broker_error, map_errors
+from aiomq._internal.kafka.client import KafkaClient
+from aiomq._internal.kafka.produce import RECORD_FRAMING, RecordBatch
 from aiomq.errors import BrokerConnectionError, BrokerError, ClosedError, Error, RequestTimeoutError
-from aiomq.message import Message, to_millis
+from aiomq.message import Message
 
 __all__ = [
     "Chunk",
@@ -50,10 +45,7 @@ __all__ = [
     "payload_bytes",
 ]
 
-_LEADER_NOT_AVAILABLE: Final = 5
-_DUPLICATE_SEQUENCE: Final = 46
 _MAX_SEQUENCE: Final = 2**31
-_MAGIC: Final = 2
 # How long a cancelled task gets to finish its clean-up before closing gives up on it.
 _CANCEL_GRACE: Final = 1.0
 # The least time coroutine completions get at close, even when the flush used it all up.
@@ -90,14 +82,6 @@ _data_of = itemgetter(8)
 # Below this many messages, a call or a chunk is handled one message at a time: cheaper
 # than setting up the passes over the whole that serve larger ones.
 FEW: Final = 8
-# Runs an iterator to its end, keeping nothing.
-_exhaust: Final[Callable[[Any], None]] = deque[Any](maxlen=0).extend
-# Shared by every message without headers; the batch builder only reads it.
-_NO_HEADERS: Final[list[tuple[str, bytes]]] = []
-# The most a record without headers adds to its key and value in a batch: attributes,
-# offset and timestamp deltas, record length, and the key, value and header-count
-# lengths, each varint at its widest.
-_RECORD_FRAMING: Final = 1 + 5 + 10 + 5 + 5 + 5 + 1
 
 
 def header_bytes(headers: Sequence[tuple[str, bytes | None]]) -> int:
@@ -234,13 +218,11 @@ class _Partition:
         "sequence",
         "task",
         "topic",
-        "tp",
     )
 
     def __init__(self, topic: str, partition: int) -> None:
         self.topic = topic
         self.partition = partition
-        self.tp = TopicPartition(topic, partition)
         self.queue: deque[Chunk] = deque()
         self.queued_messages = 0
         self.queued_bytes = 0
@@ -288,7 +270,7 @@ class Producer:
     """Queues messages per partition and delivers them in batches, with retries.
 
     Args:
-        client: The writer's bootstrapped aiokafka client.
+        client: The writer's started client.
         settings: The writer's settings.
         log: The logger.
         on_failure: Called with an `Error` (caused by the original exception) when a
@@ -297,7 +279,7 @@ class Producer:
 
     def __init__(
         self,
-        client: AIOKafkaClient,
+        client: KafkaClient,
         settings: ProducerSettings,
         log: Any,
         on_failure: Callable[[Error], None],
@@ -357,22 +339,7 @@ class Producer:
 
     async def init_producer_id(self) -> None:
         """Ask the cluster for a producer id and epoch, for idempotent writes."""
-        # No transactional id: the broker hands out a producer id for idempotence alone.
-        request = InitProducerIdRequest(
-            transactional_id=None,  # type: ignore[arg-type]
-            transaction_timeout_ms=60_000,
-        )
-        with map_errors(brokers=self._settings.brokers):
-            node = self._client.get_random_node()
-            if node is None:
-                raise BrokerConnectionError(
-                    "no broker is known to ask for a producer id", brokers=self._settings.brokers
-                )
-            response = await self._client.send(node, request)
-        if response.error_code:
-            raise broker_error(response.error_code, detail="while asking for a producer id")
-        self._producer_id = response.producer_id
-        self._producer_epoch = response.producer_epoch
+        self._producer_id, self._producer_epoch = await self._client.init_producer_id()
 
     # -- sending --------------------------------------------------------------------------
 
@@ -457,22 +424,20 @@ class Producer:
     def _build_batch(self, state: _Partition) -> tuple[bytearray, int]:
         """Move queued chunks into `state.in_flight` and encode them as one record batch."""
         settings = self._settings
-        builder = DefaultRecordBatchBuilder(
-            _MAGIC,
-            settings.codec,
-            0,
-            state.producer_id,
-            state.producer_epoch,
-            state.sequence if state.producer_id >= 0 else -1,
-            settings.batch_bytes,
+        limit = settings.batch_bytes
+        batch = RecordBatch(
+            codec=settings.codec,
+            producer_id=state.producer_id,
+            producer_epoch=state.producer_epoch,
+            base_sequence=state.sequence if state.producer_id >= 0 else -1,
+            limit=limit,
         )
         # One clock reading per batch: every message without a time of its own gets it.
         now_ms = int(time.time() * 1000)
         queue = state.queue
         taken = state.in_flight
-        append: Callable[..., Any] = builder.append
+        size = batch.size
         room = min(settings.batch_size, state.queued_messages)
-        limit = settings.batch_bytes
         count = 0
         nbytes = 0
         while count < room:
@@ -483,25 +448,12 @@ class Producer:
                 chunk = queue.popleft().whole()
             messages = chunk.messages
             n = len(messages)
-            if (
-                n >= FEW
-                and chunk.plain
-                and builder.size() + chunk.nbytes + n * _RECORD_FRAMING <= limit
-            ):
+            if n >= FEW and chunk.plain and size() + chunk.nbytes + n * RECORD_FRAMING <= limit:
                 # Every record fits for sure: encode them in one pass, no checks needed.
-                _exhaust(
-                    map(
-                        append,
-                        range(count, count + n),
-                        repeat(now_ms),
-                        map(_key_of, messages),
-                        map(_value_of, messages),
-                        repeat(_NO_HEADERS),
-                    )
-                )
+                batch.append_plain(count, now_ms, messages)
                 fitted = n
             else:
-                fitted = self._append_each(append, count, now_ms, messages)
+                fitted = batch.append_each(count, now_ms, messages)
             if fitted < n:
                 # The batch is full in bytes: the rest of the chunk waits for the next one.
                 queue.appendleft(chunk)
@@ -516,39 +468,20 @@ class Producer:
         state.queued_messages -= count
         state.queued_bytes -= nbytes
         state.in_flight_bytes = nbytes
-        return builder.build(), now_ms
-
-    @staticmethod
-    def _append_each(
-        append: Callable[..., Any], offset: int, now_ms: int, messages: list[Message]
-    ) -> int:
-        """Append records one at a time until the batch is full; return how many fitted."""
-        fitted = 0
-        for message in messages:
-            when = message[7]
-            headers: list[Any] = message[6]  # type: ignore[assignment]
-            if headers.__class__ is not list:
-                headers = list(headers) if headers else _NO_HEADERS
-            if (
-                append(
-                    offset + fitted,
-                    now_ms if when is None else to_millis(when),
-                    message[4],
-                    message[5],
-                    headers,
-                )
-                is None
-            ):
-                break
-            fitted += 1
-        return fitted
+        return batch.build(), now_ms
 
     async def _send(self, state: _Partition, data: bytearray, timestamp_ms: int) -> None:
         settings = self._settings
         attempt = 0
         while True:
             attempt += 1
-            error = await self._attempt(state, data)
+            error = await self._client.send_batch(
+                state.topic,
+                state.partition,
+                data,
+                acks=settings.acks,
+                timeout_ms=settings.timeout_ms,
+            )
             if isinstance(error, tuple):
                 base_offset, append_time_ms = error
                 self._succeed(state, base_offset, append_time_ms, timestamp_ms, len(data))
@@ -572,38 +505,13 @@ class Producer:
                 error=str(error),
             )
             # Leadership may have moved: refresh metadata while backing off.
-            refreshed = self._client.force_metadata_update()
+            refreshed = self._client.refresh_metadata()
             await asyncio.sleep(backoff_delay(attempt, settings.backoff_min, settings.backoff_max))
             try:
                 async with asyncio.timeout(settings.backoff_max):
                     await refreshed
             except Exception:  # the next attempt reports what is still wrong
                 pass
-
-    async def _attempt(self, state: _Partition, data: bytearray) -> tuple[int, int] | Error:
-        """Send the batch once; return (base offset, append time) or the error."""
-        leader = self._client.cluster.leader_for_partition(state.tp)
-        if leader is None or leader < 0:
-            return broker_error(_LEADER_NOT_AVAILABLE, topic=state.topic, partition=state.partition)
-        settings = self._settings
-        request = ProduceRequest(
-            transactional_id=None,
-            required_acks=settings.acks,
-            timeout=settings.timeout_ms,
-            topics=[(state.topic, [(state.partition, cast(bytes, data))])],
-        )
-        try:
-            with map_errors(brokers=settings.brokers, topic=state.topic, partition=state.partition):
-                response = await self._client.send(leader, request)
-        except Error as exc:
-            return exc
-        if response is None:  # acks=0: the broker sends no answer
-            return (-1, -1)
-        info = response.topics[0][1][0]
-        code = info[1]
-        if code and code != _DUPLICATE_SEQUENCE:
-            return broker_error(code, topic=state.topic, partition=state.partition)
-        return (info[2], info[3] if len(info) > 3 else -1)
 
     # -- settling -------------------------------------------------------------------------
 
