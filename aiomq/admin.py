@@ -23,11 +23,8 @@ from aiokafka.client import AIOKafkaClient
 
 from aiomq._internal.admin import groups
 from aiomq._internal.admin import topics as ops
-from aiomq._internal.admin.topics import (
-    check_group_id,
-    check_offset_spec,
-    unique_topics,
-)
+from aiomq._internal.admin.call import new_client
+from aiomq._internal.admin.checks import check_group_id, check_offset_spec, unique_topics
 from aiomq._internal.config import (
     build_config,
     check_brokers,
@@ -37,9 +34,9 @@ from aiomq._internal.config import (
     is_int,
     resolve_client_id,
 )
-from aiomq._internal.errmap import translate
+from aiomq._internal.kafka.connect import open_client
+from aiomq._internal.kafka.errors import translate
 from aiomq._internal.log import get_logger
-from aiomq._internal.security import open_client
 from aiomq._internal.shield import finish_shielded
 from aiomq.cluster import BrokerInfo as BrokerInfo
 from aiomq.cluster import ClusterInfo as ClusterInfo
@@ -148,7 +145,7 @@ class Client:
             raise ClosedError(f"a Client is opened once; this one is {self._state}")
         self._state = "opening"
         config = self.config
-        client = ops.new_client(config)
+        client = new_client(config)
         try:
             try:
                 await open_client(client.bootstrap, config.brokers, config.dialer)

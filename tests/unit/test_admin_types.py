@@ -6,6 +6,7 @@ from datetime import datetime
 from typing import Any
 
 import pytest
+from aiokafka.protocol.metadata import MetadataResponse_v0, MetadataResponse_v1
 
 from aiomq import (
     FIRST_OFFSET,
@@ -23,6 +24,8 @@ from aiomq._internal.admin.protocol import (
     ListGroupsWithStateRequest,
     listed_groups,
 )
+from aiomq._internal.admin.topics import topic_info
+from aiomq._internal.kafka.requests import entries
 
 # -- TopicSpec ----------------------------------------------------------------------------
 
@@ -195,3 +198,14 @@ def test_incremental_alter_configs_sets_values_and_deletes_none() -> None:
         (2, "t", [("retention.ms", 0, "1000"), ("cleanup.policy", 1, None)])
     ]
     assert built.encode()  # every field has the type its schema says
+
+
+def test_metadata_topics_read_by_field_name_alike_in_every_version() -> None:
+    v0 = MetadataResponse_v0([(1, "h", 9092)], [(0, "t", [(0, 0, 1, [1, 2], [1])])])
+    v1 = MetadataResponse_v1([(1, "h", 9092, None)], 1, [(0, "t", True, [(0, 0, 1, [1, 2], [1])])])
+    partition = PartitionInfo(partition=0, leader=1, replicas=(1, 2), isr=(1,))
+    (old,) = entries(v0, "topics")
+    (new,) = entries(v1, "topics")
+    assert topic_info(old) == TopicInfo(name="t", internal=False, partitions=(partition,))
+    assert topic_info(new) == TopicInfo(name="t", internal=True, partitions=(partition,))
+    assert entries(MetadataResponse_v0([], None), "topics") == []

@@ -1,34 +1,30 @@
 """The admin Client's consumer-group calls: listing, describing, offsets, resetting, deleting.
 
-Like the calls of `aiomq._internal.admin.topics`, each runs in a `call_scope`. A group's
-requests go to its coordinator, found again when it moves (`AdminCall.to_coordinator`).
+Like the calls of `topics`, each runs in a `call_scope`. A group's requests go to its
+coordinator, found again when it moves (`AdminCall.to_coordinator`).
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
 from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment
 from aiokafka.protocol.admin import DeleteGroupsRequest, DescribeGroupsRequest
 from aiokafka.protocol.commit import OffsetCommitRequest
 
+from aiomq._internal.admin.call import AdminCall, AdminClient, call_scope
 from aiomq._internal.admin.protocol import (
     GROUP_ACTIVE_CODES,
-    AdminCall,
     ListGroupsWithStateRequest,
     listed_groups,
-    partitions_of,
 )
-from aiomq._internal.admin.topics import call_scope
-from aiomq._internal.errmap import broker_error
+from aiomq._internal.kafka.errors import ErrorCode, broker_error
+from aiomq._internal.kafka.requests import entries
 from aiomq.cluster import GroupInfo, GroupListing, GroupOffset, MemberInfo, OffsetSpec
 from aiomq.errors import GroupNotEmptyError
 from aiomq.message import FIRST_OFFSET, LAST_OFFSET
-
-if TYPE_CHECKING:
-    from aiomq.admin import Client
 
 __all__ = [
     "delete_groups",
@@ -41,14 +37,14 @@ __all__ = [
 _INACTIVE_STATES: Final = frozenset({"Empty", "Dead"})
 
 
-async def list_groups(client: Client) -> list[GroupListing]:
+async def list_groups(client: AdminClient) -> list[GroupListing]:
     """Return every consumer group the brokers coordinate, sorted by group id.
 
     Each broker coordinates some groups, so every broker is asked.
     """
     async with call_scope(client, "list_groups") as call:
         response = await call.metadata([])
-        nodes = sorted({b[0] for b in response.brokers})
+        nodes = sorted({b.node_id for b in entries(response, "brokers")})
         answers = await asyncio.gather(
             *(call.send(node, ListGroupsWithStateRequest()) for node in nodes)
         )
@@ -63,7 +59,7 @@ async def list_groups(client: Client) -> list[GroupListing]:
     return [groups[g] for g in sorted(groups)]
 
 
-async def describe_group(client: Client, group_id: str) -> GroupInfo:
+async def describe_group(client: AdminClient, group_id: str) -> GroupInfo:
     """Describe a consumer group; one its coordinator does not know is "Dead".
 
     Args:
@@ -75,7 +71,7 @@ async def describe_group(client: Client, group_id: str) -> GroupInfo:
 
 
 async def group_offsets(
-    client: Client, group_id: str, names: list[str] | None
+    client: AdminClient, group_id: str, names: list[str] | None
 ) -> list[GroupOffset]:
     """Return a group's committed offsets and lag, sorted by topic and partition.
 
@@ -91,11 +87,13 @@ async def group_offsets(
             # not every broker answers that form (Tansu drops the connection).
             response = await call.metadata(None)
             partitions = {
-                t[1]: [p[1] for p in partitions_of(t)] for t in response.topics if t[0] == 0
+                t.topic: [p.partition for p in t.partitions]
+                for t in entries(response, "topics")
+                if t.error_code == ErrorCode.NONE
             }
         else:
             described = await call.describe(names)
-            partitions = {n: [p[1] for p in partitions_of(described[n])] for n in names}
+            partitions = {n: [p.partition for p in described[n].partitions] for n in names}
         committed = await call.committed(group_id, partitions)
         if names is None:
             committed = {tp: off for tp, off in committed.items() if off >= 0}
@@ -113,7 +111,7 @@ async def group_offsets(
 
 
 async def reset_group_offsets(
-    client: Client, group_id: str, topic: str, to: OffsetSpec
+    client: AdminClient, group_id: str, topic: str, to: OffsetSpec
 ) -> dict[tuple[str, int], int]:
     """Set a group's committed offsets for every partition of a topic.
 
@@ -149,15 +147,20 @@ async def reset_group_offsets(
             [(topic, [(p, o, "") for p, o in sorted(offsets.items())])],
         )
         response = await call.to_coordinator(
-            group_id, request, lambda r: (c for _, ps in r.topics for _, c in ps)
+            group_id,
+            request,
+            lambda r: (p.error_code for t in entries(r, "topics") for p in t.partitions),
         )
-    for name, partitions in response.topics:
-        for partition, code in partitions:
-            if code in GROUP_ACTIVE_CODES:
+    for entry in entries(response, "topics"):
+        for p in entry.partitions:
+            if p.error_code in GROUP_ACTIVE_CODES:
                 raise _group_active(group_id, "active", None)
-            if code:
+            if p.error_code:
                 raise broker_error(
-                    code, topic=name, partition=partition, detail=f"group {group_id!r}"
+                    p.error_code,
+                    topic=entry.topic,
+                    partition=p.partition,
+                    detail=f"group {group_id!r}",
                 )
     result = {(topic, p): o for p, o in sorted(offsets.items())}
     client._log.info(
@@ -169,7 +172,7 @@ async def reset_group_offsets(
     return result
 
 
-async def delete_groups(client: Client, group_ids: Sequence[str]) -> None:
+async def delete_groups(client: AdminClient, group_ids: Sequence[str]) -> None:
     """Delete consumer groups one by one; the first refusal ends the call.
 
     Args:
@@ -181,33 +184,33 @@ async def delete_groups(client: Client, group_ids: Sequence[str]) -> None:
             response = await call.to_coordinator(
                 group_id,
                 DeleteGroupsRequest([group_id]),
-                lambda r: (e[1] for e in r.results),
+                lambda r: (e.error_code for e in entries(r, "results")),
             )
-            for name, code in response.results:
-                if code:
-                    raise broker_error(code, detail=f"group {name!r}")
+            for entry in entries(response, "results"):
+                if entry.error_code:
+                    raise broker_error(entry.error_code, detail=f"group {entry.group_id!r}")
             client._log.info("group_deleted", group_id=group_id)
 
 
 async def _describe_group(call: AdminCall, group_id: str) -> GroupInfo:
     """Ask the group's coordinator to describe it, within a call already running."""
     response = await call.to_coordinator(
-        group_id, DescribeGroupsRequest([group_id]), lambda r: (g[0] for g in r.groups)
+        group_id,
+        DescribeGroupsRequest([group_id]),
+        lambda r: (g.error_code for g in entries(r, "groups")),
     )
-    for entry in response.groups:
-        code, name, state, protocol_type, protocol, members = entry[:6]
-        if name != group_id:
+    for group in entries(response, "groups"):
+        if group.group != group_id:
             continue
-        if code:
-            raise broker_error(code, detail=f"group {group_id!r}")
+        if group.error_code:
+            raise broker_error(group.error_code, detail=f"group {group_id!r}")
+        members = (_member_info(m, group.protocol_type) for m in group.members)
         return GroupInfo(
-            group_id=name,
-            state=state,
-            protocol_type=protocol_type or "",
-            protocol=protocol or "",
-            members=tuple(
-                sorted((_member_info(m, protocol_type) for m in members), key=lambda m: m.member_id)
-            ),
+            group_id=group.group,
+            state=group.state,
+            protocol_type=group.protocol_type or "",
+            protocol=group.protocol or "",
+            members=tuple(sorted(members, key=lambda m: m.member_id)),
         )
     return GroupInfo(group_id=group_id, state="Dead", protocol_type="", protocol="", members=())
 
@@ -218,8 +221,7 @@ def _member_info(entry: Any, protocol_type: str | None) -> MemberInfo:
     The assignment is decoded only for groups of the consumer protocol; it is empty
     otherwise, or when it does not decode.
     """
-    member_id, client_id, host = entry[0], entry[1], entry[2]
-    raw = entry[4]
+    raw = entry.member_assignment
     assignment: tuple[tuple[str, int], ...] = ()
     if protocol_type == "consumer" and raw:
         try:
@@ -228,7 +230,10 @@ def _member_info(entry: Any, protocol_type: str | None) -> MemberInfo:
         except (ValueError, TypeError):
             assignment = ()  # not the consumer protocol's layout after all
     return MemberInfo(
-        member_id=member_id, client_id=client_id or "", host=host or "", assignment=assignment
+        member_id=entry.member_id,
+        client_id=entry.client_id or "",
+        host=entry.client_host or "",
+        assignment=assignment,
     )
 
 
