@@ -1,16 +1,135 @@
-"""The seam over aiokafka's private parts: its error codes, and reading responses by field
-name."""
+"""The seam over aiokafka's private parts: its import check, its error codes, and reading
+responses by field name."""
 
 from __future__ import annotations
 
+import tomllib
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
 import pytest
 from aiokafka import errors as ak
+from aiokafka.client import AIOKafkaClient
+from aiokafka.consumer.fetcher import PartitionRecords
+from aiokafka.protocol.api import RequestStruct, Response
 from aiokafka.protocol.metadata import MetadataResponse_v0, MetadataResponse_v1
-from aiokafka.protocol.produce import ProduceResponse_v0, ProduceResponse_v2
+from aiokafka.protocol.produce import ProduceRequest, ProduceResponse_v0, ProduceResponse_v2
+from aiokafka.protocol.types import Array, Int16, Int32, Schema, String
 
+from aiomq._internal import kafka
 from aiomq._internal.kafka.errors import ErrorCode
 from aiomq._internal.kafka.metadata import _partitions_in
 from aiomq._internal.kafka.requests import entries
+
+INSTALLED = version("aiokafka")
+
+
+def test_the_installed_aiokafka_has_every_part_the_seam_relies_on() -> None:
+    kafka.check()
+
+
+def test_a_missing_method_fails_the_check_naming_the_version_and_the_part(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delattr(AIOKafkaClient, "add_topic")
+
+    with pytest.raises(ImportError) as caught:
+        kafka.check()
+
+    message = str(caught.value)
+    assert f"aiokafka {INSTALLED}" in message
+    assert "aiokafka.client.AIOKafkaClient.add_topic is missing" in message
+    assert "keeping a written topic's leaders in the metadata" in message
+    assert kafka.SUPPORTED_AIOKAFKA in message
+
+
+def test_a_missing_module_fails_the_check() -> None:
+    missing = kafka.Internal("aiokafka.gone", "Thing", "a test")
+
+    with pytest.raises(ImportError, match=r"aiokafka\.gone\.Thing is missing: its module"):
+        kafka.check([missing])
+
+
+def test_a_renamed_parameter_fails_the_check(monkeypatch: pytest.MonkeyPatch) -> None:
+    def create_conn(host: str, address: int, **options: Any) -> None: ...
+
+    monkeypatch.setattr("aiokafka.conn.create_conn", create_conn)
+
+    with pytest.raises(ImportError, match=r"aiokafka\.conn\.create_conn takes no parameter port"):
+        kafka.check()
+
+
+def test_a_constructor_that_no_longer_sets_an_attribute_fails_the_check(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def __init__(self: Any, tp: Any, key_deserializer: Any) -> None:
+        self._partition = tp
+
+    monkeypatch.setattr(PartitionRecords, "__init__", __init__)
+
+    with pytest.raises(
+        ImportError,
+        match=r"PartitionRecords no longer sets _tp, _key_deserializer \(aiomq uses it for "
+        r"building Messages",
+    ):
+        kafka.check()
+
+
+def test_a_response_version_without_a_field_read_by_name_fails_the_check(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    class ProduceResponse_v9(Response):
+        API_KEY = 0
+        API_VERSION = 9
+        SCHEMA = Schema(
+            (
+                "topics",
+                Array(
+                    ("topic", String("utf-8")),
+                    ("partitions", Array(("partition", Int32), ("error_code", Int16))),
+                ),
+            ),
+        )
+
+    class ProduceRequest_v9(RequestStruct):
+        API_KEY = 0
+        API_VERSION = 9
+        RESPONSE_TYPE = ProduceResponse_v9
+        SCHEMA = Schema()
+
+    monkeypatch.setattr(ProduceRequest, "_CLASSES", (*ProduceRequest._CLASSES, ProduceRequest_v9))
+
+    with pytest.raises(
+        ImportError, match=r"ProduceRequest v9 answers without topics\.partitions\.offset"
+    ):
+        kafka.check()
+
+
+def test_a_record_encoder_that_takes_a_record_past_the_batch_size_fails_the_check(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    class Builder:
+        def __init__(self, **settings: Any) -> None: ...
+
+        def append(self, *record: Any) -> object:
+            return object()
+
+        def size(self) -> int:
+            return 1
+
+        def build(self) -> bytearray:
+            return bytearray(b"x")
+
+    monkeypatch.setattr("aiokafka.record.default_records.DefaultRecordBatchBuilder", Builder)
+
+    with pytest.raises(ImportError, match="it took a record past the batch's size"):
+        kafka.check()
+
+
+def test_the_supported_range_is_the_one_the_package_requires() -> None:
+    pyproject = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text())
+    assert f"aiokafka{kafka.SUPPORTED_AIOKAFKA}" in pyproject["project"]["dependencies"]
 
 
 @pytest.mark.parametrize("code", list(ErrorCode), ids=lambda code: code.name)

@@ -14,4 +14,346 @@ fetcher, which aiokafka may change in any release. They are named here and nowhe
 - `produce`: encoding a record batch, sending it in a produce request, reading the answer.
 - `client`: aiokafka's cluster client behind the operations the Writer needs.
 - `record_hook`: the fetcher hook that builds `Message`s straight from record batches.
+
+Importing the package checks that each private part listed in `INTERNALS` is there, with
+the shape aiomq expects, so that an aiokafka outside the supported range fails at import,
+with an `ImportError` naming its version and the part, rather than mid-write.
 """
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from importlib.metadata import version
+from typing import Any, Final
+
+__all__ = ["INTERNALS", "SUPPORTED_AIOKAFKA", "Internal", "check"]
+
+SUPPORTED_AIOKAFKA: Final = ">=0.14,<0.15"
+"""The aiokafka versions aiomq is tested with, as in its package requirements."""
+
+
+@dataclass(frozen=True, slots=True)
+class Internal:
+    """One private or undocumented part of aiokafka that aiomq relies on, and its shape."""
+
+    module: str
+    """The module that holds it, as imported."""
+
+    name: str
+    """Its dotted name in the module ("AIOKafkaClient.send")."""
+
+    used_for: str
+    """What aiomq uses it for, named in the error when it is missing."""
+
+    attrs: tuple[str, ...] = ()
+    """Attributes (methods included) it must have."""
+
+    params: tuple[str, ...] = ()
+    """Parameters its signature must have (a class's are its constructor's)."""
+
+    sets: tuple[str, ...] = ()
+    """Instance attributes a class's constructor must set, read from its code."""
+
+    response_fields: tuple[str, ...] = ()
+    """Fields, dotted through arrays ("topics.partitions.error_code"), that the response of
+    every version of this request aiokafka may send must have."""
+
+    probe: Callable[[Any], object] | None = None
+    """Called with it; must return without raising."""
+
+    @property
+    def part(self) -> str:
+        """Its full dotted name."""
+        return f"{self.module}.{self.name}"
+
+
+def _builds_batches(builder: Any) -> None:
+    """The record batch builder takes these keywords, always takes a batch's first record
+    even when too large, and then refuses a record that does not fit by returning None."""
+    batch = builder(
+        magic=2,
+        compression_type=0,
+        is_transactional=0,
+        producer_id=-1,
+        producer_epoch=-1,
+        base_sequence=-1,
+        batch_size=64,
+    )
+    if batch.append(0, 0, b"k", b"v" * 100, []) is None:
+        raise AssertionError("it refused the first record of a batch")
+    if batch.append(1, 0, b"k", b"v" * 100, []) is not None:
+        raise AssertionError("it took a record past the batch's size")
+    if batch.size() <= 0 or not batch.build():
+        raise AssertionError("it built an empty batch")
+
+
+def _names_fields(schema_class: Any) -> None:
+    """A Schema lists its field names and types; an Array of fields holds a Schema."""
+    from aiokafka.protocol.types import Array, Int16
+
+    schema = schema_class(("a", Int16), ("b", Array(("c", Int16), ("d", Int16))))
+    if schema.names != ("a", "b") or not isinstance(schema.fields[1], Array):
+        raise AssertionError("it does not list its fields' names and types")
+    if getattr(schema.fields[1].array_of, "names", None) != ("c", "d"):
+        raise AssertionError("an Array of fields holds no Schema of them")
+
+
+def _describes_codes(for_code: Any) -> None:
+    """`for_code` gives the class of a code's error, with its code, name and retriability."""
+    error = for_code(3)
+    if (error.errno, error.message, error.retriable) != (3, "UNKNOWN_TOPIC_OR_PARTITION", True):
+        raise AssertionError("it does not describe code 3 as UNKNOWN_TOPIC_OR_PARTITION")
+
+
+_CLIENT: Final = "aiokafka.client"
+_CONNECTION_SETTINGS: Final = (
+    "client_id",
+    "request_timeout_ms",
+    "security_protocol",
+    "ssl_context",
+    "sasl_mechanism",
+    "sasl_plain_username",
+    "sasl_plain_password",
+    "sasl_oauth_token_provider",
+)
+
+INTERNALS: Final[tuple[Internal, ...]] = (
+    Internal(
+        _CLIENT,
+        "AIOKafkaClient",
+        "the Writer's connection to the cluster (client.KafkaClient)",
+        attrs=("bootstrap", "close", "get_random_node", "force_metadata_update"),
+        params=("bootstrap_servers", "metadata_max_age_ms", *_CONNECTION_SETTINGS),
+        sets=("cluster", "_topics"),
+    ),
+    Internal(
+        _CLIENT,
+        "AIOKafkaClient.send",
+        "sending the requests aiomq builds itself (produce, metadata, producer id)",
+        params=("node_id", "request"),
+    ),
+    Internal(
+        _CLIENT,
+        "AIOKafkaClient.add_topic",
+        "keeping a written topic's leaders in the metadata (client.KafkaClient.follow)",
+        params=("topic",),
+    ),
+    Internal(
+        "aiokafka.cluster",
+        "ClusterMetadata",
+        "finding a partition's leader, and the brokers to ask for metadata",
+        attrs=("brokers", "leader_for_partition"),
+    ),
+    Internal(
+        "aiokafka.structs",
+        "BrokerMetadata",
+        "the node id of each known broker (metadata.ask_any_broker)",
+        attrs=("nodeId",),
+    ),
+    Internal(
+        "aiokafka.conn",
+        "create_conn",
+        "connecting to one broker alone to say why a bootstrap failed (connect)",
+        params=("host", "port", *_CONNECTION_SETTINGS),
+    ),
+    Internal(
+        "aiokafka.protocol.types",
+        "Schema",
+        "reading responses by field name (requests.entries)",
+        probe=_names_fields,
+    ),
+    Internal(
+        "aiokafka.protocol.metadata",
+        "MetadataRequest",
+        "looking a topic's partitions up without creating it (metadata)",
+        params=("topics", "allow_auto_topic_creation"),
+        response_fields=(
+            "topics.error_code",
+            "topics.topic",
+            "topics.partitions.partition",
+        ),
+    ),
+    Internal(
+        "aiokafka.protocol.produce",
+        "ProduceRequest",
+        "sending a record batch (produce.send_batch)",
+        params=("transactional_id", "required_acks", "timeout", "topics"),
+        response_fields=(
+            "topics.topic",
+            "topics.partitions.partition",
+            "topics.partitions.error_code",
+            "topics.partitions.offset",
+        ),
+    ),
+    Internal(
+        "aiokafka.protocol.transaction",
+        "InitProducerIdRequest",
+        "an idempotent Writer's producer id (produce.init_producer_id)",
+        params=("transactional_id", "transaction_timeout_ms"),
+        response_fields=("error_code", "producer_id", "producer_epoch"),
+    ),
+    Internal(
+        "aiokafka.record.default_records",
+        "DefaultRecordBatchBuilder",
+        "encoding record batches (produce.RecordBatch)",
+        attrs=("append", "size", "build"),
+        probe=_builds_batches,
+    ),
+    Internal(
+        "aiokafka.record.default_records",
+        "DefaultRecordBatchBuilder.size_of",
+        "sizing each message before it is accepted (produce.record_size)",
+        params=("key", "value", "headers"),
+    ),
+    Internal(
+        "aiokafka.record.default_records",
+        "DefaultRecordBatchBuilder.estimate_size_in_bytes",
+        "the bytes a batch adds around its records (produce.BATCH_OVERHEAD)",
+        params=("key", "value", "headers"),
+    ),
+    Internal(
+        "aiokafka.consumer.fetcher",
+        "PartitionRecords",
+        "building Messages straight from fetched records (record_hook)",
+        params=("tp", "key_deserializer"),
+        sets=("_tp", "_key_deserializer"),
+    ),
+    Internal(
+        "aiokafka.consumer.fetcher",
+        "PartitionRecords._consumer_record",
+        "building Messages straight from fetched records (record_hook)",
+        params=("tp", "record"),
+    ),
+    Internal(
+        "aiokafka.errors",
+        "for_code",
+        "the code, name and retriability of a broker's error (errors.broker_error)",
+        params=("error_code",),
+        probe=_describes_codes,
+    ),
+)
+"""Every private or undocumented part of aiokafka the seam relies on, and what for."""
+
+
+def check(internals: Iterable[Internal] = INTERNALS) -> None:
+    """Check that the installed aiokafka has every part in `internals`, with its shape.
+
+    Raises:
+        ImportError: A part is missing or has another shape; the message names the
+            installed aiokafka version, each such part and what aiomq uses it for.
+    """
+    problems = [
+        f"{internal.part} {problem} (aiomq uses it for {internal.used_for})"
+        for internal in internals
+        if (problem := _problem(internal)) is not None
+    ]
+    if problems:
+        raise ImportError(
+            f"aiomq cannot use aiokafka {_installed()}: "
+            + "; ".join(problems)
+            + f". aiomq supports aiokafka{SUPPORTED_AIOKAFKA}.",
+            name="aiokafka",
+        )
+
+
+def _installed() -> str:
+    try:
+        return version("aiokafka")
+    except Exception:  # pragma: no cover - aiokafka importable without its metadata
+        return str(getattr(importlib.import_module("aiokafka"), "__version__", "(unknown)"))
+
+
+def _problem(internal: Internal) -> str | None:
+    """What is wrong with `internal` in the installed aiokafka, or None."""
+    try:
+        found: Any = importlib.import_module(internal.module)
+    except ImportError:
+        return "is missing: its module cannot be imported"
+    for step in internal.name.split("."):
+        found = getattr(found, step, _MISSING)
+        if found is _MISSING:
+            return "is missing"
+    for problem in (
+        _missing_attrs(found, internal.attrs),
+        _missing_params(found, internal.params),
+        _missing_sets(found, internal.sets),
+        _missing_response_fields(found, internal.response_fields),
+        _failed_probe(found, internal.probe),
+    ):
+        if problem is not None:
+            return problem
+    return None
+
+
+_MISSING: Final = object()
+
+
+def _missing_attrs(found: Any, attrs: tuple[str, ...]) -> str | None:
+    missing = [attr for attr in attrs if not hasattr(found, attr)]
+    return f"lacks {', '.join(missing)}" if missing else None
+
+
+def _missing_params(found: Any, params: tuple[str, ...]) -> str | None:
+    if not params:
+        return None
+    try:
+        signature = inspect.signature(found)
+    except (TypeError, ValueError):
+        return "has a signature that cannot be read"
+    missing = [param for param in params if param not in signature.parameters]
+    return f"takes no parameter {', '.join(missing)}" if missing else None
+
+
+def _missing_sets(found: Any, names: tuple[str, ...]) -> str | None:
+    if not names:
+        return None
+    # Unwrapped, so that a wrapper (the record hook's among them) does not hide the code.
+    code = getattr(inspect.unwrap(found.__init__), "__code__", None)
+    if code is None:
+        return "has a constructor whose code cannot be read"
+    missing = [name for name in names if name not in code.co_names]
+    return f"no longer sets {', '.join(missing)}" if missing else None
+
+
+def _missing_response_fields(found: Any, fields: tuple[str, ...]) -> str | None:
+    if not fields:
+        return None
+    versions = getattr(found, "_CLASSES", None)
+    if not versions:
+        return "lists no versions (_CLASSES)"
+    for request in versions:
+        schema = getattr(getattr(request, "RESPONSE_TYPE", None), "SCHEMA", None)
+        if schema is None:
+            return f"v{request.API_VERSION} has no RESPONSE_TYPE.SCHEMA"
+        missing = [field for field in fields if not _schema_has(schema, field)]
+        if missing:
+            return f"v{request.API_VERSION} answers without {', '.join(missing)}"
+    return None
+
+
+def _schema_has(schema: Any, path: str) -> bool:
+    """Tell whether `schema` has the field `path`, dotted through arrays of fields."""
+    head, _, rest = path.partition(".")
+    names = getattr(schema, "names", ())
+    if head not in names:
+        return False
+    if not rest:
+        return True
+    field = schema.fields[names.index(head)]
+    return _schema_has(getattr(field, "array_of", field), rest)
+
+
+def _failed_probe(found: Any, probe: Callable[[Any], object] | None) -> str | None:
+    if probe is None:
+        return None
+    try:
+        probe(found)
+    except Exception as exc:
+        return f"does not behave as expected: {exc}"
+    return None
+
+
+check()
