@@ -19,11 +19,9 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Self
 
-from aiokafka.client import AIOKafkaClient
-
 from aiomq._internal.admin import groups
 from aiomq._internal.admin import topics as ops
-from aiomq._internal.admin.call import new_client
+from aiomq._internal.admin.call import KafkaClient, new_client
 from aiomq._internal.admin.checks import check_group_id, check_offset_spec, unique_topics
 from aiomq._internal.config import (
     build_config,
@@ -132,7 +130,7 @@ class Client:
     def __init__(self, config: ClientConfig | None = None, /, **options: Any) -> None:
         self.config = build_config(ClientConfig, config, options)
         self._log = get_logger(self.config.logger, client_id=self.config.effective_client_id)
-        self._client: AIOKafkaClient | None = None
+        self._kafka: KafkaClient | None = None
         self._state = "new"
 
     def __repr__(self) -> str:
@@ -158,7 +156,7 @@ class Client:
             self._state = "closed"
             await finish_shielded(client.close())
             raise
-        self._client = client
+        self._kafka = client
         self._state = "open"
         return self
 
@@ -183,9 +181,9 @@ class Client:
 
     async def _close(self) -> None:
         try:
-            if self._client is not None:
+            if self._kafka is not None:
                 async with asyncio.timeout(self.config.timeout):
-                    await self._client.close()
+                    await self._kafka.close()
         except TimeoutError:
             self._log.warning("client_close_timed_out")
         finally:

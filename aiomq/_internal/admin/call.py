@@ -13,7 +13,7 @@ import contextlib
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from datetime import datetime
-from typing import Any, Final, Protocol, TypeVar
+from typing import Any, Final, Protocol, TypeAlias, TypeVar
 
 from aiokafka import errors as ak
 from aiokafka.client import AIOKafkaClient
@@ -36,12 +36,16 @@ __all__ = [
     "AdminCall",
     "AdminClient",
     "AdminSettings",
+    "KafkaClient",
     "about_topics",
     "call_scope",
     "new_client",
 ]
 
 T = TypeVar("T")
+
+KafkaClient: TypeAlias = AIOKafkaClient
+"""The aiokafka client an admin Client sends through, built by `new_client`."""
 
 _LATEST: Final = -1
 
@@ -84,7 +88,7 @@ class AdminClient(Protocol):
     """What a call needs of the admin Client making it (an `aiomq.admin.Client`): its
     settings, its state, its aiokafka client and its logger."""
 
-    _client: AIOKafkaClient | None
+    _kafka: AIOKafkaClient | None
     _state: str
     _log: Any
 
@@ -124,7 +128,7 @@ async def call_scope(
         RequestTimeoutError: The call ran out of the client's timeout; the message names
             the call and its last retried error.
     """
-    kafka = client._client
+    kafka = client._kafka
     if client._state != "open" or kafka is None:
         raise ClosedError(f"{operation} on a Client that is {client._state}")
     what = f"{operation}{about}"
