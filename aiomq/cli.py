@@ -19,8 +19,8 @@ after a clean stop (a consumer's commits are flushed, a producer's summary says 
 written); 143 after the same clean stop on SIGTERM. `aiomq broker` exits 0 on Ctrl-C or
 SIGTERM, its normal ways to stop.
 
-The command tree itself lives in `aiomq._internal.cli_commands`, so that this module
-imports without click: `main()` checks for it first.
+The command tree itself lives in `aiomq._cli`, built on aiomq's public API alone, so
+that this module imports without click: `main()` checks for it first.
 """
 
 from __future__ import annotations
@@ -50,8 +50,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     from click.exceptions import Abort, ClickException
 
-    from aiomq._internal.cli_base import Interrupted, Terminated
-    from aiomq._internal.cli_commands import cli
+    from aiomq._cli.app import cli
+    from aiomq._cli.runtime import Interrupted, Terminated
     from aiomq.errors import Error
 
     args = list(sys.argv[1:] if argv is None else argv)

@@ -555,7 +555,7 @@ def _commands(group: click.Group, path: tuple[str, ...] = ()) -> Iterator[tuple[
 
 
 def test_help_on_every_command_shows_an_example(capsys: pytest.CaptureFixture[str]) -> None:
-    from aiomq._internal.cli_commands import cli
+    from aiomq._cli.app import cli
     from aiomq.cli import main
 
     paths = [(), *_commands(cli)]

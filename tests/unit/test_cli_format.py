@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 
 from aiomq import FIRST_OFFSET, LAST_OFFSET, Message
-from aiomq._internal.cli_format import (
+from aiomq._cli.format import (
     compile_format,
     decode_bytes,
     encode_bytes,

@@ -17,11 +17,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import IO, Any, Final
 
-from aiomq._internal.cli_admin import Connection, Output
-from aiomq._internal.cli_format import Renderer, split_line
+from aiomq._cli.admin import Connection, Output
+from aiomq._cli.format import Renderer, split_line
 from aiomq.errors import Error, MessageTooLargeError, UnknownTopicOrPartitionError
-from aiomq.message import Header, Message
-from aiomq.reader import FIRST_OFFSET, LAST_OFFSET, Reader
+from aiomq.message import FIRST_OFFSET, LAST_OFFSET, Header, Message
+from aiomq.reader import Reader
 from aiomq.writer import Compression, RequiredAcks, Writer
 
 __all__ = [
@@ -110,25 +110,9 @@ async def produce(
         UnknownTopicOrPartitionError: The topic (or the partition) does not exist.
         Error: The broker cannot be reached, or refused the writer.
     """
-    topic = options.topic
     if not options.allow_auto_topic_creation:
         # Fail before reading any input: a user typing lines learns at once.
-        async with conn.client() as client:
-            try:
-                info = (await client.describe_topics(topic))[0]
-            except UnknownTopicOrPartitionError:
-                raise UnknownTopicOrPartitionError(
-                    topic=topic,
-                    detail=f"create it with `aiomq topics create {topic}`, or pass "
-                    "--allow-auto-topic-creation",
-                ) from None
-        partitions = [p.partition for p in info.partitions]
-        if options.partition is not None and options.partition not in partitions:
-            raise UnknownTopicOrPartitionError(
-                topic=topic,
-                partition=options.partition,
-                detail=f"the topic has partitions 0 to {len(partitions) - 1}",
-            )
+        await _check_target(conn, options)
 
     def completed(messages: list[Message], error: Error | None) -> None:
         if error is None:
@@ -147,7 +131,7 @@ async def produce(
     try:
         async with Writer(
             brokers=conn.brokers,
-            topic=topic,
+            topic=options.topic,
             async_mode=True,
             completion=completed,
             required_acks=options.acks,
@@ -163,24 +147,56 @@ async def produce(
                     break
                 if isinstance(chunk, BaseException):
                     raise Error(f"reading the input failed: {chunk}") from chunk
-                first = report.lines + 1
-                messages = []
-                for number, line in enumerate(chunk, start=first):
-                    key, value = split_line(line, options.key_separator)
-                    messages.append(
-                        Message(
-                            partition=partition,
-                            key=key,
-                            value=value,
-                            headers=options.headers,
-                            writer_data=number,
-                        )
-                    )
+                messages = _messages(chunk, report.lines + 1, partition, options)
                 report.lines += len(messages)
                 await _write(writer, messages, report, out)
     finally:
         if report.started:
             report.finished = time.monotonic()
+
+
+async def _check_target(conn: Connection, options: ProduceOptions) -> None:
+    """Make sure the topic (and the partition asked for) exists.
+
+    Raises:
+        UnknownTopicOrPartitionError: It does not; the message says what to do.
+    """
+    topic = options.topic
+    async with conn.client() as client:
+        try:
+            info = (await client.describe_topics(topic))[0]
+        except UnknownTopicOrPartitionError:
+            raise UnknownTopicOrPartitionError(
+                topic=topic,
+                detail=f"create it with `aiomq topics create {topic}`, or pass "
+                "--allow-auto-topic-creation",
+            ) from None
+    partitions = [p.partition for p in info.partitions]
+    if options.partition is not None and options.partition not in partitions:
+        raise UnknownTopicOrPartitionError(
+            topic=topic,
+            partition=options.partition,
+            detail=f"the topic has partitions 0 to {len(partitions) - 1}",
+        )
+
+
+def _messages(
+    chunk: list[bytes], first: int, partition: int, options: ProduceOptions
+) -> list[Message]:
+    """The messages of a chunk of lines, the first numbered `first` (in `writer_data`)."""
+    messages = []
+    for number, line in enumerate(chunk, start=first):
+        key, value = split_line(line, options.key_separator)
+        messages.append(
+            Message(
+                partition=partition,
+                key=key,
+                value=value,
+                headers=options.headers,
+                writer_data=number,
+            )
+        )
+    return messages
 
 
 async def _write(

@@ -11,23 +11,22 @@ from typing import IO
 
 import click
 
-from aiomq._internal import cli_admin as admin
-from aiomq._internal import cli_stream as stream
-from aiomq._internal.cli_base import (
-    ENV_SESSION_TIMEOUT,
-    broker_option,
-    connection,
-    offset_option,
-    run,
-)
-from aiomq._internal.cli_format import (
+from aiomq._cli import admin, stream
+from aiomq._cli.format import (
     FORMAT_TOKENS,
     compile_format,
     parse_header,
     render_json,
     render_value,
 )
-from aiomq.reader import FIRST_OFFSET, LAST_OFFSET
+from aiomq._cli.runtime import (
+    ENV_SESSION_TIMEOUT,
+    broker_option,
+    connection,
+    offset_option,
+    run,
+)
+from aiomq.message import FIRST_OFFSET, LAST_OFFSET
 from aiomq.writer import Compression, RequiredAcks
 
 __all__ = ["consume", "produce"]

@@ -12,11 +12,12 @@ from typing import Any, TextIO
 
 import structlog
 
-from aiomq._internal.cli_format import table_lines
-from aiomq.admin import Client, GroupInfo, GroupOffset, TopicSpec
+from aiomq._cli.format import table_lines
+from aiomq.admin import Client
+from aiomq.cluster import GroupInfo, GroupOffset, TopicSpec
 from aiomq.dialer import Dialer
 from aiomq.errors import BrokerError, Error
-from aiomq.reader import FIRST_OFFSET, LAST_OFFSET
+from aiomq.message import FIRST_OFFSET, LAST_OFFSET
 
 __all__ = [
     "Connection",

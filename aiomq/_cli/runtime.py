@@ -13,8 +13,8 @@ from typing import Any, TypeVar
 
 import click
 
-from aiomq._internal import cli_admin as admin
-from aiomq._internal.cli_format import parse_datetime, parse_key_value, parse_offset
+from aiomq._cli import admin
+from aiomq._cli.format import parse_datetime, parse_key_value, parse_offset
 
 __all__ = [
     "ENV_BOOTSTRAP",

@@ -1,6 +1,6 @@
 """The `aiomq` command tree, built with click: arguments, help texts and examples.
 
-The work itself is done in `cli_admin` (topics, groups) and `cli_stream` (produce,
+The work itself is done in `admin` (topics, groups) and `stream` (produce,
 consume); `aiomq.cli.main` runs this tree and turns failures into exit codes.
 """
 
@@ -10,8 +10,8 @@ from datetime import datetime
 
 import click
 
-from aiomq._internal import cli_admin as admin
-from aiomq._internal.cli_base import (
+from aiomq._cli import admin
+from aiomq._cli.runtime import (
     ENV_BOOTSTRAP,
     Settings,
     broker_option,
@@ -20,10 +20,10 @@ from aiomq._internal.cli_base import (
     key_values,
     run,
 )
-from aiomq._internal.cli_stream_commands import consume, produce
-from aiomq.admin import TopicSpec
+from aiomq._cli.stream_commands import consume, produce
+from aiomq.cluster import TopicSpec
 from aiomq.errors import ConfigError
-from aiomq.reader import FIRST_OFFSET, LAST_OFFSET
+from aiomq.message import FIRST_OFFSET, LAST_OFFSET
 
 __all__ = ["cli"]
 

@@ -13,8 +13,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, Final
 
-from aiomq.message import Header, Message, to_millis
-from aiomq.reader import FIRST_OFFSET, LAST_OFFSET
+from aiomq.message import FIRST_OFFSET, LAST_OFFSET, Header, Message, to_millis
 
 __all__ = [
     "Renderer",
