@@ -13,11 +13,9 @@ import asyncio
 import enum
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from functools import partial
-from operator import add, attrgetter, itemgetter
 from types import TracebackType
-from typing import Any, Final, Self, cast
+from typing import Any, Final, Self
 
 from aiomq._internal.config import (
     build_config,
@@ -28,57 +26,20 @@ from aiomq._internal.config import (
     resolve_client_id,
 )
 from aiomq._internal.kafka.client import KafkaClient
-from aiomq._internal.kafka.produce import BATCH_OVERHEAD, PLAIN_RECORD_OVERHEAD, record_size
 from aiomq._internal.log import get_logger
-from aiomq._internal.producer import (
-    FEW,
-    Chunk,
-    Completion,
-    Counters,
-    Producer,
-    ProducerSettings,
-    WriteCall,
-    finish_tasks,
-    header_bytes,
-)
-from aiomq._internal.shield import finish_shielded
-from aiomq.balancer import (
-    Balancer,
-    BalancerLike,
-    Murmur2Balancer,
-    always_offers_a_member,
-    as_balancer,
-    balance_all,
-)
+from aiomq._internal.producer.engine import Producer
+from aiomq._internal.producer.planner import Planned, Planner, WriteCall
+from aiomq._internal.producer.settings import Completion, Counters, ProducerSettings
+from aiomq._internal.shield import finish_shielded, finish_tasks
+from aiomq.balancer import Balancer, BalancerLike, Murmur2Balancer, as_balancer
 from aiomq.dialer import Dialer
-from aiomq.errors import (
-    BackgroundTaskError,
-    ClosedError,
-    ConfigError,
-    Error,
-    InvalidMessageError,
-    MessageTooLargeError,
-    UnknownTopicOrPartitionError,
-    WriteErrors,
-)
+from aiomq.errors import BackgroundTaskError, ClosedError, ConfigError, Error, WriteErrors
 from aiomq.message import Message
 from aiomq.stats import WriterStats
 
 __all__ = ["Compression", "RequiredAcks", "Writer", "WriterConfig"]
 
 _METADATA_MAX_AGE: Final = 300.0
-_BYTES: Final = (bytes, bytearray, memoryview)
-_NO_HEADERS: Final[list[Any]] = []
-_topic_of = itemgetter(0)
-_partition_of = itemgetter(1)
-_key_of = itemgetter(4)
-_value_of = itemgetter(5)
-_headers_of = itemgetter(6)
-_time_of = itemgetter(7)
-_tzinfo_of = attrgetter("tzinfo")
-_NONE_TYPE: Final = type(None)
-_PLAIN_TYPES: Final = frozenset((bytes, _NONE_TYPE))
-_TIME_TYPES: Final = frozenset((datetime, type(None)))
 
 
 class RequiredAcks(enum.IntEnum):
@@ -103,26 +64,34 @@ class Compression(enum.IntEnum):
     ZSTD = 4
 
 
-class _Group:
-    """The messages of one call bound for one partition, gathered one at a time."""
+async def _hand_over(producer: Producer, groups: Planned, call: WriteCall) -> None:
+    """Queue a synchronous call's chunks one partition at a time, waiting for room.
 
-    __slots__ = ("indices", "messages", "nbytes", "plain")
-
-    def __init__(self) -> None:
-        self.messages: list[Message] = []
-        self.indices: list[int] = []
-        self.nbytes = 0
-        self.plain = True
-
-
-def _lengths(items: list[bytes | None], types: set[type]) -> list[int] | None:
-    """The lengths of `items`, whose types are `types` (None counting as 0), or None when
-    they are all None."""
-    if _NONE_TYPE not in types:
-        return list(map(len, cast(list[bytes], items)))
-    if len(types) == 1:
-        return None
-    return [0 if item is None else len(item) for item in items]
+    Raises:
+        ClosedError: The writer began closing before the first chunk was queued; once
+            some were, the others fail with it in `call` instead.
+    """
+    accepted = 0
+    try:
+        for (topic, partition), chunk in groups:
+            if not producer.has_space():
+                await producer.wait_for_space()
+            producer.enqueue(topic, partition, chunk)
+            accepted += 1
+    except ClosedError as exc:
+        # The writer began closing while this call waited for room: what was accepted
+        # is still delivered, the rest never leaves, and the caller learns which is which.
+        if not accepted:
+            raise
+        for _where, chunk in groups[accepted:]:
+            for index in chunk.indices:
+                call.errors[index] = exc
+            call.failed += len(chunk.indices)
+        if not call.pending:
+            call.finish()
+    finally:
+        if accepted:
+            producer.counters.writes += 1
 
 
 def _codec_available(codec: Compression) -> bool:
@@ -301,7 +270,12 @@ class Writer:
 
     def __init__(self, config: WriterConfig | None = None, /, **options: Any) -> None:
         self.config = build_config(WriterConfig, config, options)
-        self._balancer = as_balancer(self.config.balancer)
+        self._planner = Planner(
+            topic=self.config.topic,
+            balancer=as_balancer(self.config.balancer),
+            batch_bytes=self.config.batch_bytes,
+            partitions=self._partitions,
+        )
         self._log = get_logger(self.config.logger, client_id=self.config.effective_client_id)
         self._client: KafkaClient | None = None
         self._producer: Producer | None = None
@@ -478,7 +452,7 @@ class Writer:
             return []
         loop = asyncio.get_running_loop()
         call = None if self.config.async_mode else WriteCall(len(messages), loop)
-        groups = await self._plan(messages, call, loop.time())
+        groups = await self._planner.plan(messages, call, loop.time())
         if self._state != "open":
             raise self._refusal("the writer was closed while the write waited for metadata")
         if call is None:
@@ -495,256 +469,13 @@ class Writer:
                 producer.enqueue(topic, partition, chunk)
             producer.counters.writes += 1
             return []
-        accepted = 0
-        try:
-            for (topic, partition), chunk in groups:
-                if not producer.has_space():
-                    await producer.wait_for_space()
-                producer.enqueue(topic, partition, chunk)
-                accepted += 1
-        except ClosedError as exc:
-            # The writer began closing while this call waited for room: what was accepted
-            # is still delivered, the rest never leaves, and the caller learns which is which.
-            if not accepted:
-                raise
-            for _where, chunk in groups[accepted:]:
-                for index in chunk.indices:
-                    call.errors[index] = exc
-                call.failed += len(chunk.indices)
-            if not call.pending:
-                call.finish()
-        finally:
-            if accepted:
-                producer.counters.writes += 1
+        await _hand_over(producer, groups, call)
         # No shield needed: delivery runs in the partitions' own tasks, whatever happens to
         # this caller, and settling skips a future the caller's cancellation has cancelled.
         await call.done
         if call.failed:
             raise WriteErrors(call.errors, call.written)
         return call.written  # type: ignore[return-value]  # every slot is filled here
-
-    async def _plan(
-        self, messages: Sequence[Message], call: WriteCall | None, now: float
-    ) -> list[tuple[tuple[str, int], Chunk]]:
-        """Validate every message and choose its partition, before any is queued.
-
-        Returns one chunk per partition, holding its messages in input order.
-        """
-        # A few messages are cheaper to check one at a time than in passes over the call.
-        topic = self._common_topic(messages) if len(messages) >= FEW else None
-        if topic is not None:
-            planned = await self._plan_plain(messages, topic, call, now)
-            if planned is not None:
-                return planned
-        return await self._plan_each(messages, call, now)
-
-    def _common_topic(self, messages: Sequence[Message]) -> str | None:
-        """The one topic of a call of well-formed `Message`s, or None to check each."""
-        if set(map(type, messages)) != {Message}:
-            return None
-        try:
-            topics = set(map(_topic_of, messages))
-        except TypeError:  # an unhashable topic: let the careful path say what is wrong
-            return None
-        default = self.config.topic
-        if default is not None:
-            topics.discard("")
-            return default if not topics or topics == {default} else None
-        if len(topics) != 1:
-            return None
-        (topic,) = topics
-        return topic if topic and topic.__class__ is str else None
-
-    async def _plan_plain(
-        self, messages: Sequence[Message], topic: str, call: WriteCall | None, now: float
-    ) -> list[tuple[tuple[str, int], Chunk]] | None:
-        """`_plan` in a few passes over the whole call, for the usual shape of input.
-
-        Handles messages to one topic, balanced, with `bytes` or `None` keys and values, no
-        headers and aware times or none. Returns None for anything else, or anything
-        possibly too large, and `_plan_each` then checks one message at a time.
-        """
-        try:
-            if set(map(_partition_of, messages)) != {-1}:
-                return None
-        except TypeError:
-            return None
-        keys = list(map(_key_of, messages))
-        values = list(map(_value_of, messages))
-        key_types = set(map(type, keys))
-        value_types = set(map(type, values))
-        if not _PLAIN_TYPES.issuperset(key_types) or not _PLAIN_TYPES.issuperset(value_types):
-            return None
-        if any(map(_headers_of, messages)):
-            return None
-        timed = any(map(_time_of, messages))
-        if timed:
-            times = list(map(_time_of, messages))
-            if not _TIME_TYPES.issuperset(map(type, times)) or None in map(
-                _tzinfo_of, filter(None, times)
-            ):
-                return None
-        key_sizes, value_sizes = _lengths(keys, key_types), _lengths(values, value_types)
-        if key_sizes is None:
-            sizes = value_sizes or [0] * len(messages)
-        elif value_sizes is None:
-            sizes = key_sizes
-        else:
-            sizes = list(map(add, key_sizes, value_sizes))
-        if max(sizes) + PLAIN_RECORD_OVERHEAD > self.config.batch_bytes - BATCH_OVERHEAD:
-            return None  # perhaps too large: the careful path decides, and says which
-        partitions = await self._partitions(topic)
-        chosen = balance_all(self._balancer, messages, keys, partitions)
-        try:
-            distinct = set(chosen)
-        except TypeError:  # an unhashable answer: the careful path reports it
-            return None
-        if not always_offers_a_member(self._balancer) and not distinct.issubset(partitions):
-            partition = next(p for p in chosen if p not in partitions)
-            raise ConfigError(
-                f"the balancer chose partition {partition!r} for topic {topic!r}, "
-                f"which has partitions {list(partitions)}"
-            )
-        if len(distinct) == 1:
-            indices: Sequence[int] = range(len(messages)) if call is not None else ()
-            chunk = Chunk(list(messages), call, indices, now, not timed, sum(sizes))
-            return [((topic, chosen[0]), chunk)]
-        # Group by partition, keeping input order within each group (sorted is stable).
-        order = sorted(range(len(messages)), key=chosen.__getitem__)
-        pick, size_at = messages.__getitem__, sizes.__getitem__
-        planned: list[tuple[tuple[str, int], Chunk]] = []
-        start = 0
-        for partition in sorted(distinct):
-            stop = start + chosen.count(partition)
-            indices = order[start:stop]
-            chunk = Chunk(
-                list(map(pick, indices)),
-                call,
-                indices if call is not None else (),
-                now,
-                not timed,
-                sum(map(size_at, indices)),
-            )
-            planned.append(((topic, partition), chunk))
-            start = stop
-        return planned
-
-    async def _plan_each(
-        self, messages: Sequence[Message], call: WriteCall | None, now: float
-    ) -> list[tuple[tuple[str, int], Chunk]]:
-        """`_plan` for any input, one message at a time; raises on the first bad one."""
-        default_topic = self.config.topic
-        limit = self.config.batch_bytes - BATCH_OVERHEAD
-        size_of = record_size
-        balance = self._balancer.balance
-        trusted = always_offers_a_member(self._balancer)
-        groups: dict[tuple[str, int], _Group] = {}
-        cached_topic = ""
-        cached: tuple[int, ...] = ()
-        index = -1
-        for message in messages:
-            index += 1
-            if message.__class__ is not Message:
-                raise InvalidMessageError(
-                    f"message {index} is a {type(message).__name__}, not an aiomq.Message"
-                )
-            topic, partition, _, _, key, value, headers, _, _ = message
-            if partition.__class__ is not int and (
-                not isinstance(partition, int) or isinstance(partition, bool)
-            ):
-                raise InvalidMessageError(
-                    f"message {index}: partition must be an int, not {partition!r}: leave "
-                    "it unset (-1) to let the balancer choose, or name a partition id"
-                )
-            if default_topic is not None:
-                if topic and topic != default_topic:
-                    raise InvalidMessageError(
-                        f"message {index} names topic {topic!r}, but this writer writes to "
-                        f"{default_topic!r}: leave Message.topic empty, or create the writer "
-                        "without a topic"
-                    )
-                topic = default_topic
-            elif not topic:
-                raise InvalidMessageError(
-                    f"message {index} has no topic, and the writer has none: set "
-                    "Message.topic, or create the writer with topic="
-                )
-            if not (key is None or key.__class__ is bytes or isinstance(key, _BYTES)) or not (
-                value is None or value.__class__ is bytes or isinstance(value, _BYTES)
-            ):
-                raise InvalidMessageError(
-                    f"message {index}: key and value must be bytes or None, not "
-                    f"{type(key).__name__} and {type(value).__name__}"
-                )
-            when = message[7]
-            if when is not None and when.tzinfo is None:
-                raise InvalidMessageError(
-                    f"message {index}: time must be timezone-aware (for example "
-                    "datetime.now(UTC)); a naive datetime would be read as local time"
-                )
-            try:
-                listed: list[Any] = (
-                    headers
-                    if headers.__class__ is list
-                    else (list(headers) if headers else _NO_HEADERS)
-                )
-                size = size_of(key, value, listed)
-            except (TypeError, AttributeError, ValueError) as exc:
-                raise InvalidMessageError(
-                    f"message {index}: headers must be (str, bytes) pairs, not {headers!r}"
-                ) from exc
-            if size > limit:
-                total = size + BATCH_OVERHEAD
-                raise MessageTooLargeError(
-                    size=total,
-                    limit=self.config.batch_bytes,
-                    topic=topic,
-                    detail=(
-                        f"message {index} takes {total} bytes in a record batch, "
-                        f"and batch_bytes is {self.config.batch_bytes}"
-                    ),
-                )
-            if topic != cached_topic:
-                cached_topic, cached = topic, await self._partitions(topic)
-            if partition < 0:
-                partition = balance(message, cached)
-                if not trusted and partition not in cached:
-                    raise ConfigError(
-                        f"the balancer chose partition {partition!r} for topic {topic!r}, "
-                        f"which has partitions {list(cached)}"
-                    )
-            elif partition not in cached:
-                raise UnknownTopicOrPartitionError(
-                    topic=topic,
-                    partition=partition,
-                    detail=f"the topic has partitions {list(cached)}",
-                )
-            where = (topic, partition)
-            group = groups.get(where)
-            if group is None:
-                group = groups[where] = _Group()
-            group.messages.append(message)
-            group.indices.append(index)
-            group.nbytes += (0 if key is None else len(key)) + (0 if value is None else len(value))
-            if listed:
-                group.nbytes += header_bytes(listed)
-                group.plain = False
-            elif when is not None:
-                group.plain = False
-        return [
-            (
-                where,
-                Chunk(
-                    group.messages,
-                    call,
-                    group.indices if call is not None else (),
-                    now,
-                    group.plain,
-                    group.nbytes,
-                ),
-            )
-            for where, group in groups.items()
-        ]
 
     async def _partitions(self, topic: str) -> tuple[int, ...]:
         """The partitions of `topic`, from the cache or from one look-up shared by the

@@ -22,7 +22,8 @@ from collections.abc import Callable
 from typing import Any
 
 from aiomq import Message, Writer
-from aiomq._internal.producer import Producer
+from aiomq._internal.producer.engine import Producer
+from aiomq._internal.producer.planner import Planner
 from aiomq.testing import EmbeddedBroker
 
 KEYS = [b"key-%d" % i for i in range(1000)]
@@ -114,7 +115,7 @@ async def one_round(bootstrap: str, calls: int, async_mode: bool) -> tuple[float
 
 
 async def main(calls: int, rounds: int, async_mode: bool) -> None:
-    timing(Writer, "_plan", "checking, sizing and balancing (_plan)", is_async=True)
+    timing(Planner, "plan", "checking, sizing and balancing (plan)", is_async=True)
     timing(Producer, "_build_batch", "encoding record batches (_build_batch)")
     timing(Producer, "_succeed", "building the written messages (_succeed)")
     async with EmbeddedBroker() as broker:

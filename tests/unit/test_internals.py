@@ -8,7 +8,7 @@ import anyio
 import pytest
 
 from aiomq._internal.backoff import backoff_delay
-from aiomq._internal.producer import Chunk, WriteCall, payload_bytes
+from aiomq._internal.producer.planner import Chunk, WriteCall, payload_bytes
 from aiomq._internal.shield import finish_shielded
 from aiomq.message import Message
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Collection, Sequence
+from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime
 from itertools import repeat
 from operator import itemgetter
@@ -30,48 +30,17 @@ from typing import Any, Final
 from aiomq._internal.backoff import backoff_delay
 from aiomq._internal.kafka.client import KafkaClient
 from aiomq._internal.kafka.produce import RECORD_FRAMING, RecordBatch
+from aiomq._internal.producer.planner import FEW, Chunk
+from aiomq._internal.producer.settings import Completion, Counters, ProducerSettings
+from aiomq._internal.shield import finish_tasks
 from aiomq.errors import BrokerConnectionError, BrokerError, ClosedError, Error, RequestTimeoutError
 from aiomq.message import Message
 
-__all__ = [
-    "Chunk",
-    "FEW",
-    "Completion",
-    "Producer",
-    "ProducerSettings",
-    "WriteCall",
-    "finish_tasks",
-    "header_bytes",
-    "payload_bytes",
-]
+__all__ = ["Producer"]
 
 _MAX_SEQUENCE: Final = 2**31
-# How long a cancelled task gets to finish its clean-up before closing gives up on it.
-_CANCEL_GRACE: Final = 1.0
 # The least time coroutine completions get at close, even when the flush used it all up.
 _COMPLETION_GRACE: Final = 0.1
-
-Completion = Callable[[list[Message], Error | None], Awaitable[None] | None]
-"""An async-mode outcome callback: the messages of one batch, and the error if it failed."""
-
-
-class WriteCall:
-    """The outcomes of one synchronous `write_messages` call, aligned with its input."""
-
-    __slots__ = ("done", "errors", "failed", "pending", "written")
-
-    def __init__(self, size: int, loop: asyncio.AbstractEventLoop) -> None:
-        self.written: list[Message | None] = [None] * size
-        self.errors: list[Error | None] = [None] * size
-        self.failed = 0
-        self.pending = 0
-        self.done: asyncio.Future[None] = loop.create_future()
-
-    def finish(self) -> None:
-        # The caller may have been cancelled, which cancels this future too.
-        if not self.done.done():
-            self.done.set_result(None)
-
 
 _new_message = tuple.__new__
 _key_of = itemgetter(4)
@@ -79,127 +48,6 @@ _value_of = itemgetter(5)
 _headers_of = itemgetter(6)
 _time_of = itemgetter(7)
 _data_of = itemgetter(8)
-# Below this many messages, a call or a chunk is handled one message at a time: cheaper
-# than setting up the passes over the whole that serve larger ones.
-FEW: Final = 8
-
-
-def header_bytes(headers: Sequence[tuple[str, bytes | None]]) -> int:
-    """The bytes of a message's header names (in UTF-8) and values."""
-    return sum(len(name.encode()) + (0 if value is None else len(value)) for name, value in headers)
-
-
-def payload_bytes(messages: Sequence[Message]) -> int:
-    """The key, value and header bytes of `messages` (what `WriterStats.bytes` counts)."""
-    total = sum(map(len, filter(None, map(_key_of, messages))))
-    total += sum(map(len, filter(None, map(_value_of, messages))))
-    return total + sum(map(header_bytes, filter(None, map(_headers_of, messages))))
-
-
-class Chunk:
-    """Messages of one write call for one partition, queued and sent together.
-
-    A batch takes whole chunks where it can, and splits one where a batch limit falls
-    inside it; settling a chunk builds its written messages in one pass.
-    """
-
-    __slots__ = ("call", "indices", "messages", "nbytes", "plain", "queued_at", "start")
-
-    def __init__(
-        self,
-        messages: list[Message],
-        call: WriteCall | None,
-        indices: Sequence[int],
-        queued_at: float,
-        plain: bool,
-        nbytes: int,
-    ) -> None:
-        self.messages = messages
-        self.call = call
-        self.indices = indices
-        """Where each message stands in its call's input (empty without a call)."""
-        self.queued_at = queued_at
-        self.plain = plain
-        """No message has headers or a time of its own."""
-        self.nbytes = nbytes
-        """The key, value and header bytes of the messages not yet split off."""
-        self.start = 0
-        """How many leading messages earlier splits took: they are no longer this chunk's.
-        Keeping the lists whole until then spares a copy of the rest at every split."""
-
-    def split(self, count: int) -> Chunk:
-        """Detach and return the next `count` messages as a chunk of their own."""
-        start = self.start
-        end = start + count
-        messages = self.messages[start:end]
-        head = Chunk(
-            messages,
-            self.call,
-            self.indices[start:end] if self.call is not None else (),
-            self.queued_at,
-            self.plain,
-            payload_bytes(messages),
-        )
-        self.start = end
-        self.nbytes -= head.nbytes
-        return head
-
-    def whole(self) -> Chunk:
-        """This chunk with only its own messages in its lists (itself if nothing was split)."""
-        if not self.start:
-            return self
-        return self.split(len(self.messages) - self.start)
-
-
-class ProducerSettings:
-    """The parts of a writer's configuration the engine needs, resolved once."""
-
-    __slots__ = (
-        "acks",
-        "backoff_max",
-        "backoff_min",
-        "batch_bytes",
-        "batch_size",
-        "batch_timeout",
-        "brokers",
-        "codec",
-        "completion",
-        "idempotent",
-        "max_attempts",
-        "queue_capacity",
-        "timeout_ms",
-    )
-
-    def __init__(
-        self,
-        *,
-        acks: int,
-        codec: int,
-        idempotent: bool,
-        max_attempts: int,
-        backoff_min: float,
-        backoff_max: float,
-        batch_size: int,
-        batch_bytes: int,
-        batch_timeout: float,
-        timeout: float,
-        queue_capacity: int,
-        completion: Completion | None,
-        brokers: Sequence[str],
-    ) -> None:
-        self.acks = acks
-        self.codec = codec
-        self.idempotent = idempotent
-        self.max_attempts = max_attempts
-        self.backoff_min = backoff_min
-        self.backoff_max = backoff_max
-        self.batch_size = batch_size
-        self.batch_bytes = batch_bytes
-        self.batch_timeout = batch_timeout
-        self.timeout_ms = int(timeout * 1000)
-        self.queue_capacity = queue_capacity
-        self.completion = completion
-        self.brokers = tuple(brokers)
 
 
 class _Partition:
@@ -233,37 +81,6 @@ class _Partition:
         self.producer_id = -1
         self.producer_epoch = -1
         self.sequence = 0
-
-
-class Counters:
-    """Mutable running totals behind `WriterStats`."""
-
-    __slots__ = (
-        "batch_bytes",
-        "batch_messages_max",
-        "batch_time_max",
-        "batch_time_total",
-        "batches",
-        "bytes",
-        "errors",
-        "messages",
-        "queued",
-        "retries",
-        "writes",
-    )
-
-    def __init__(self) -> None:
-        self.writes = 0
-        self.messages = 0
-        self.bytes = 0
-        self.errors = 0
-        self.retries = 0
-        self.batches = 0
-        self.batch_bytes = 0
-        self.batch_messages_max = 0
-        self.batch_time_total = 0.0
-        self.batch_time_max = 0.0
-        self.queued = 0
 
 
 class Producer:
@@ -528,15 +345,7 @@ class Producer:
         count = sum(len(chunk.messages) for chunk in chunks)
         if state.producer_id >= 0:
             state.sequence = (state.sequence + count) % _MAX_SEQUENCE
-        counters = self.counters
-        elapsed = self._loop.time() - chunks[0].queued_at
-        counters.batches += 1
-        counters.messages += count
-        counters.batch_bytes += encoded_bytes
-        counters.batch_time_total += elapsed
-        counters.batch_messages_max = max(counters.batch_messages_max, count)
-        counters.batch_time_max = max(counters.batch_time_max, elapsed)
-        counters.bytes += state.in_flight_bytes
+        self._count_batch(state, chunks, count, encoded_bytes)
         completion = self._settings.completion
         if completion is None and chunks[0].call is None:
             # Async mode without a completion callback: nobody asks for the results.
@@ -546,8 +355,6 @@ class Producer:
         stamp_ms = append_time_ms if append_time_ms >= 0 else timestamp_ms
         batch_time = datetime.fromtimestamp(stamp_ms / 1000, UTC)
         own_times = append_time_ms < 0
-        topic, partition = repeat(state.topic), repeat(state.partition)
-        no_mark = repeat(-1)
         written_batch: list[Message] = []
         offset = base_offset
         for chunk in chunks:
@@ -573,29 +380,10 @@ class Producer:
                     )
                 ]
             else:
-                if chunk.plain or not own_times:
-                    times: Any = repeat(batch_time)
-                else:
-                    times = [batch_time if t is None else t for t in map(_time_of, messages)]
-                written = list(
-                    map(
-                        _new_message,
-                        repeat(Message),
-                        zip(
-                            topic,
-                            partition,
-                            # With acks=0 the broker says nothing about offsets.
-                            range(offset, offset + n) if base_offset >= 0 else no_mark,
-                            no_mark,
-                            map(_key_of, messages),
-                            map(_value_of, messages),
-                            map(_headers_of, messages),
-                            times,
-                            map(_data_of, messages),
-                            strict=False,  # the repeats are endless; the maps set the length
-                        ),
-                    )
-                )
+                # With acks=0 the broker says nothing about offsets.
+                first = offset if base_offset >= 0 else -1
+                times = repeat(batch_time) if chunk.plain or not own_times else None
+                written = _written(state.topic, state.partition, first, messages, times, batch_time)
             offset += n
             call = chunk.call
             if call is not None:
@@ -613,6 +401,20 @@ class Producer:
         self._release(count)
         if completion is not None:
             self._complete(completion, written_batch, None)
+
+    def _count_batch(
+        self, state: _Partition, chunks: list[Chunk], count: int, encoded_bytes: int
+    ) -> None:
+        """Count a written batch of `count` messages in the stats."""
+        counters = self.counters
+        elapsed = self._loop.time() - chunks[0].queued_at
+        counters.batches += 1
+        counters.messages += count
+        counters.batch_bytes += encoded_bytes
+        counters.batch_time_total += elapsed
+        counters.batch_messages_max = max(counters.batch_messages_max, count)
+        counters.batch_time_max = max(counters.batch_time_max, elapsed)
+        counters.bytes += state.in_flight_bytes
 
     def _fail(self, state: _Partition, chunks: list[Chunk], error: Error) -> None:
         if not chunks:
@@ -690,21 +492,38 @@ class Producer:
         await finish_tasks(completions, max(deadline, loop.time() + _COMPLETION_GRACE), self._log)
 
 
-async def finish_tasks(tasks: Collection[asyncio.Task[Any]], deadline: float, log: Any) -> None:
-    """Wait for `tasks` until `deadline` (event loop time), then cancel those still running
-    and wait for them as well, for at most a second more; log any that outlive that."""
-    if not tasks:
-        return
-    loop = asyncio.get_running_loop()
-    _done, pending = await asyncio.wait(tasks, timeout=max(deadline - loop.time(), 0.0))
-    if not pending:
-        return
-    for task in pending:
-        task.cancel()
-    _done, stuck = await asyncio.wait(pending, timeout=_CANCEL_GRACE)
-    if stuck:
-        # Only code that swallows cancellation gets here, such as a completion callback.
-        log.error("tasks_left_running", tasks=sorted(task.get_name() for task in stuck))
+def _written(
+    topic: str,
+    partition: int,
+    first: int,
+    messages: list[Message],
+    times: Iterator[datetime] | None,
+    batch_time: datetime,
+) -> list[Message]:
+    """`messages` as written to `partition` of `topic`, at offsets from `first` (none when
+    it is -1), at `times`, or when None at their own times, `batch_time` for those without.
+    """
+    if times is None:
+        times = iter([batch_time if t is None else t for t in map(_time_of, messages)])
+    no_mark = repeat(-1)
+    return list(
+        map(
+            _new_message,
+            repeat(Message),
+            zip(
+                repeat(topic),
+                repeat(partition),
+                range(first, first + len(messages)) if first >= 0 else no_mark,
+                no_mark,
+                map(_key_of, messages),
+                map(_value_of, messages),
+                map(_headers_of, messages),
+                times,
+                map(_data_of, messages),
+                strict=False,  # the repeats are endless; the maps set the length
+            ),
+        )
+    )
 
 
 def _is_retriable(error: Error) -> bool:

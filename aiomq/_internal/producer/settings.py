@@ -1,0 +1,95 @@
+"""What the Writer hands its engine (settings, completion callback) and reads back (counters)."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+
+from aiomq.errors import Error
+from aiomq.message import Message
+
+__all__ = ["Completion", "Counters", "ProducerSettings"]
+
+Completion = Callable[[list[Message], Error | None], Awaitable[None] | None]
+"""An async-mode outcome callback: the messages of one batch, and the error if it failed."""
+
+
+class ProducerSettings:
+    """The parts of a writer's configuration the engine needs, resolved once."""
+
+    __slots__ = (
+        "acks",
+        "backoff_max",
+        "backoff_min",
+        "batch_bytes",
+        "batch_size",
+        "batch_timeout",
+        "brokers",
+        "codec",
+        "completion",
+        "idempotent",
+        "max_attempts",
+        "queue_capacity",
+        "timeout_ms",
+    )
+
+    def __init__(
+        self,
+        *,
+        acks: int,
+        codec: int,
+        idempotent: bool,
+        max_attempts: int,
+        backoff_min: float,
+        backoff_max: float,
+        batch_size: int,
+        batch_bytes: int,
+        batch_timeout: float,
+        timeout: float,
+        queue_capacity: int,
+        completion: Completion | None,
+        brokers: Sequence[str],
+    ) -> None:
+        self.acks = acks
+        self.codec = codec
+        self.idempotent = idempotent
+        self.max_attempts = max_attempts
+        self.backoff_min = backoff_min
+        self.backoff_max = backoff_max
+        self.batch_size = batch_size
+        self.batch_bytes = batch_bytes
+        self.batch_timeout = batch_timeout
+        self.timeout_ms = int(timeout * 1000)
+        self.queue_capacity = queue_capacity
+        self.completion = completion
+        self.brokers = tuple(brokers)
+
+
+class Counters:
+    """Mutable running totals behind `WriterStats`."""
+
+    __slots__ = (
+        "batch_bytes",
+        "batch_messages_max",
+        "batch_time_max",
+        "batch_time_total",
+        "batches",
+        "bytes",
+        "errors",
+        "messages",
+        "queued",
+        "retries",
+        "writes",
+    )
+
+    def __init__(self) -> None:
+        self.writes = 0
+        self.messages = 0
+        self.bytes = 0
+        self.errors = 0
+        self.retries = 0
+        self.batches = 0
+        self.batch_bytes = 0
+        self.batch_messages_max = 0
+        self.batch_time_total = 0.0
+        self.batch_time_max = 0.0
+        self.queued = 0
