@@ -29,7 +29,7 @@ from aiomq._internal.config import (
     resolve_client_id,
 )
 from aiomq._internal.consumer.commits import GroupCommits, Listener
-from aiomq._internal.consumer.fetch import check_partition, fill, new_consumer, stop_consumer
+from aiomq._internal.consumer.fetch import check_partition, fill, new_consumer
 from aiomq._internal.consumer.positions import (
     partition_lag,
     read_lag,
@@ -39,6 +39,7 @@ from aiomq._internal.consumer.positions import (
 )
 from aiomq._internal.consumer.state import ReaderState
 from aiomq._internal.errmap import map_errors
+from aiomq._internal.kafka.consumer import stop_consumer
 from aiomq._internal.log import get_logger
 from aiomq._internal.records import MessageFactory
 from aiomq._internal.records import install as install_record_hook

@@ -10,7 +10,6 @@ when it does not.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Final
 
@@ -19,6 +18,7 @@ from aiokafka.structs import TopicPartition as _TP
 
 from aiomq._internal.consumer.state import message_bytes
 from aiomq._internal.errmap import map_errors
+from aiomq._internal.kafka.consumer import client_of
 from aiomq._internal.metadata import topic_partitions
 from aiomq._internal.records import MessageFactory
 from aiomq._internal.security import connection_options
@@ -34,12 +34,10 @@ if TYPE_CHECKING:
     from aiomq._internal.consumer.state import Key, ReaderSettings, ReaderState
 
 __all__ = [
-    "committed_future",
     "apply_seek",
     "check_partition",
     "fill",
     "new_consumer",
-    "stop_consumer",
     "to_messages",
 ]
 
@@ -83,85 +81,6 @@ def new_consumer(
         max_poll_interval_ms=max(int(config.rebalance_timeout * 1000), 300_000),
         isolation_level="read_committed" if read_committed else "read_uncommitted",
     )
-
-
-async def stop_consumer(consumer: AIOKafkaConsumer, log: Any, budget: float) -> None:
-    """Stop an aiokafka consumer completely within `budget`, even mid-join or mid-outage.
-
-    aiokafka's `stop()` waits for a group join under way to finish, which can take half a
-    session timeout, and when cut short it leaves its fetcher, metadata and connection
-    tasks running. So the group coordination task is ended first (leaving the group is
-    still attempted), `stop()` gets `budget`, and whatever it left is torn down after.
-
-    Args:
-        consumer: The consumer to stop.
-        log: The reader's logger.
-        budget: Seconds `stop()` may take before its tasks are torn down.
-    """
-    coordinator = consumer._coordinator
-    task = getattr(coordinator, "_coordination_task", None)
-    if task is not None and not task.done():
-        task.cancel()
-        await asyncio.wait({task}, timeout=budget)
-    try:
-        async with asyncio.timeout(budget):
-            await consumer.stop()
-        return
-    except TimeoutError:
-        log.warning("reader_close_timed_out", budget=budget)
-    except asyncio.CancelledError:
-        current = asyncio.current_task()
-        if current is not None and current.cancelling():
-            raise
-        # aiokafka re-raises the cancellation of one of its own tasks here.
-        log.warning("reader_close_interrupted")
-    except Exception as exc:
-        log.warning("reader_close_failed", error=repr(exc))
-    await _tear_down(consumer)
-
-
-async def _tear_down(consumer: AIOKafkaConsumer) -> None:
-    """End every task an aiokafka consumer runs, and close its connections."""
-    tasks: list[asyncio.Task[Any]] = []
-    coordinator = consumer._coordinator
-    if coordinator is not None:
-        for name in (
-            "_coordination_task",
-            "_heartbeat_task",
-            "_commit_refresh_task",
-            "_reset_committed_task",
-        ):
-            task = getattr(coordinator, name, None)
-            if task is not None:
-                tasks.append(task)
-    fetcher = consumer._fetcher
-    if fetcher is not None:
-        tasks.append(fetcher._fetch_task)
-    for task in tasks:
-        task.cancel()
-    if tasks:
-        await asyncio.wait(tasks, timeout=1.0)
-    with contextlib.suppress(Exception):
-        async with asyncio.timeout(1.0):
-            await consumer._client.close()
-
-
-def committed_future(consumer: AIOKafkaConsumer, tp: Any) -> asyncio.Future[Any] | None:
-    """Ask aiokafka for the group's committed offset of an assigned partition.
-
-    aiokafka asks the coordinator once for every partition that waits (it does so anyway
-    to start fetching), so this costs no request of its own.
-
-    Returns:
-        A future of the `OffsetAndMetadata` (offset -1 when nothing is committed), or None
-        when the partition is not assigned in aiokafka's view.
-    """
-    subscription = consumer._subscription.subscription
-    assignment = None if subscription is None else subscription.assignment
-    if assignment is None or tp not in assignment.tps:
-        return None
-    future: asyncio.Future[Any] = assignment.state_value(tp).fetch_committed()
-    return future
 
 
 async def fill(state: ReaderState, take: int = 0) -> list[Message] | None:
@@ -255,7 +174,7 @@ async def check_partition(
     try:
         async with asyncio.timeout(within):
             partitions = await topic_partitions(
-                consumer._client, topic, allow_create=False, brokers=brokers
+                client_of(consumer), topic, allow_create=False, brokers=brokers
             )
     except TimeoutError:
         raise RequestTimeoutError(

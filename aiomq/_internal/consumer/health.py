@@ -18,9 +18,9 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer
-from aiokafka.protocol.admin import ApiVersionRequest
 from aiokafka.structs import TopicPartition as _TP
 
+from aiomq._internal.kafka.consumer import last_fetch_answer_ms, silent_brokers
 from aiomq.errors import BrokerConnectionError
 
 __all__ = ["Reachability"]
@@ -97,10 +97,13 @@ class Reachability:
         if now >= self._next_probe:
             self._next_probe = now + self._quiet
             tps = [_TP(topic, partition) for topic, partition in assigned]
-            if self._recently_fetched(consumer, tps):
+            newest = last_fetch_answer_ms(consumer, tps)
+            if newest and time.time() * 1000 - newest < self._quiet * 1000:
                 self.answered()
             else:
-                failed = await self._probe(consumer, tps)
+                within = max(1.0, min(5.0, self._quiet))
+                silent = await silent_brokers(consumer, tps, within)
+                failed = list(self._brokers) if silent is None else silent
                 now = loop.time()
                 if not failed:
                     self.answered()
@@ -122,55 +125,3 @@ class Reachability:
             f"unavailable_timeout ({limit:g} s)",
             brokers=self._unreachable or self._brokers,
         )
-
-    def _recently_fetched(self, consumer: AIOKafkaConsumer, tps: list[_TP]) -> bool:
-        # aiokafka stamps each partition with the wall-clock time of its last fetch
-        # response, records or not.
-        subscription = consumer._subscription.subscription
-        assignment = None if subscription is None else subscription.assignment
-        if assignment is None or not tps:
-            return False
-        newest = 0
-        for tp in tps:
-            if tp in assignment.tps:
-                stamp = assignment.state_value(tp).timestamp
-                if stamp is not None and stamp > newest:
-                    newest = stamp
-        return bool(newest) and time.time() * 1000 - newest < self._quiet * 1000
-
-    async def _probe(self, consumer: AIOKafkaConsumer, tps: list[_TP]) -> list[str]:
-        """Ask each broker the reader depends on for its API versions; name the silent."""
-        client = consumer._client
-        cluster = client.cluster
-        nodes: set[int] = set()
-        for tp in tps:
-            leader = cluster.leader_for_partition(tp)
-            if leader is not None and leader >= 0:
-                nodes.add(leader)
-        coordinator = consumer._coordinator
-        coordinator_id = getattr(coordinator, "coordinator_id", None)
-        if coordinator_id is not None:
-            nodes.add(coordinator_id)
-        if not nodes:
-            nodes = {broker.nodeId for broker in cluster.brokers()}
-        if not nodes:
-            return list(self._brokers)
-        timeout = max(1.0, min(5.0, self._quiet))
-        answers = await asyncio.gather(
-            *(_ask(client, node, timeout) for node in sorted(nodes)), return_exceptions=False
-        )
-        failed = []
-        for node, ok in zip(sorted(nodes), answers, strict=True):
-            if not ok:
-                broker = cluster.broker_metadata(node)
-                failed.append(f"{broker.host}:{broker.port}" if broker else f"node {node}")
-        return failed
-
-
-async def _ask(client: Any, node: int, within: float) -> bool:
-    try:
-        async with asyncio.timeout(within):
-            await client.send(node, ApiVersionRequest())
-    except Exception:
-        return False
-    return True
