@@ -31,7 +31,14 @@ from aiomq._internal.producer.engine import Producer
 from aiomq._internal.producer.planner import Planned, Planner, WriteCall
 from aiomq._internal.producer.settings import Completion, Counters, ProducerSettings
 from aiomq._internal.shield import finish_shielded, finish_tasks
-from aiomq.balancer import Balancer, BalancerLike, Murmur2Balancer, as_balancer
+from aiomq.balancer import (
+    Balancer,
+    BalancerLike,
+    Murmur2Balancer,
+    always_offers_a_member,
+    as_balancer,
+    balance_all,
+)
 from aiomq.dialer import Dialer
 from aiomq.errors import BackgroundTaskError, ClosedError, ConfigError, Error, WriteErrors
 from aiomq.message import Message
@@ -270,14 +277,17 @@ class Writer:
 
     def __init__(self, config: WriterConfig | None = None, /, **options: Any) -> None:
         self.config = build_config(WriterConfig, config, options)
+        balancer = as_balancer(self.config.balancer)
         self._planner = Planner(
             topic=self.config.topic,
-            balancer=as_balancer(self.config.balancer),
+            balancer=balancer,
+            balance_all=partial(balance_all, balancer),
+            trusted=always_offers_a_member(balancer),
             batch_bytes=self.config.batch_bytes,
             partitions=self._partitions,
         )
         self._log = get_logger(self.config.logger, client_id=self.config.effective_client_id)
-        self._client: KafkaClient | None = None
+        self._kafka: KafkaClient | None = None
         self._producer: Producer | None = None
         self._topics: dict[str, tuple[tuple[int, ...], float]] = {}
         self._lookups: dict[str, asyncio.Task[tuple[int, ...]]] = {}
@@ -326,7 +336,7 @@ class Writer:
             self._state = "closed"
             await finish_shielded(client.close())
             raise
-        self._client, self._producer = client, producer
+        self._kafka, self._producer = client, producer
         self._state = "open"
         return self
 
@@ -371,8 +381,8 @@ class Writer:
             if self._producer is not None:
                 await self._producer.close(deadline)
         finally:
-            if self._client is not None:
-                await self._client.close()
+            if self._kafka is not None:
+                await self._kafka.close()
             self._state = "closed"
 
     def _failed(self, error: Error) -> None:
@@ -509,7 +519,7 @@ class Writer:
     async def _look_up(self, topic: str) -> tuple[int, ...]:
         """Ask the cluster for the partitions of `topic`, within `write_timeout` in all."""
         loop = asyncio.get_running_loop()
-        client = self._client
+        client = self._kafka
         assert client is not None
         write_timeout = self.config.write_timeout
         deadline = loop.time() + write_timeout

@@ -101,7 +101,7 @@ class Producer:
         log: Any,
         on_failure: Callable[[Error], None],
     ) -> None:
-        self._client = client
+        self._kafka = client
         self._settings = settings
         self._log = log
         self._on_failure = on_failure
@@ -156,7 +156,7 @@ class Producer:
 
     async def init_producer_id(self) -> None:
         """Ask the cluster for a producer id and epoch, for idempotent writes."""
-        self._producer_id, self._producer_epoch = await self._client.init_producer_id()
+        self._producer_id, self._producer_epoch = await self._kafka.init_producer_id()
 
     # -- sending --------------------------------------------------------------------------
 
@@ -292,7 +292,7 @@ class Producer:
         attempt = 0
         while True:
             attempt += 1
-            error = await self._client.send_batch(
+            error = await self._kafka.send_batch(
                 state.topic,
                 state.partition,
                 data,
@@ -322,7 +322,7 @@ class Producer:
                 error=str(error),
             )
             # Leadership may have moved: refresh metadata while backing off.
-            refreshed = self._client.refresh_metadata()
+            refreshed = self._kafka.refresh_metadata()
             await asyncio.sleep(backoff_delay(attempt, settings.backoff_min, settings.backoff_max))
             try:
                 async with asyncio.timeout(settings.backoff_max):

@@ -15,10 +15,9 @@ import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from operator import add, attrgetter, itemgetter
-from typing import Any, Final, TypeAlias, cast
+from typing import Any, Final, Protocol, TypeAlias, cast
 
 from aiomq._internal.kafka.produce import BATCH_OVERHEAD, PLAIN_RECORD_OVERHEAD, record_size
-from aiomq.balancer import Balancer, always_offers_a_member, balance_all
 from aiomq.errors import (
     ConfigError,
     Error,
@@ -28,7 +27,17 @@ from aiomq.errors import (
 )
 from aiomq.message import Message
 
-__all__ = ["FEW", "Chunk", "Planned", "Planner", "WriteCall", "header_bytes", "payload_bytes"]
+__all__ = [
+    "FEW",
+    "BalanceAll",
+    "Balances",
+    "Chunk",
+    "Planned",
+    "Planner",
+    "WriteCall",
+    "header_bytes",
+    "payload_bytes",
+]
 
 # Below this many messages, a call or a chunk is handled one message at a time: cheaper
 # than setting up the passes over the whole that serve larger ones.
@@ -137,6 +146,19 @@ Planned: TypeAlias = list[tuple[tuple[str, int], Chunk]]
 """A planned call: `((topic, partition), chunk)` for each partition it writes to."""
 
 
+class Balances(Protocol):
+    """What the planner needs of a balancer (`aiomq.Balancer`)."""
+
+    def balance(self, message: Message, partitions: Sequence[int], /) -> int: ...
+
+
+BalanceAll: TypeAlias = Callable[
+    [Sequence[Message], Sequence[bytes | None], tuple[int, ...]], list[int]
+]
+"""Chooses the partitions of a whole call's messages, given their keys, as asking the
+balancer about each in turn would (`aiomq.balancer.balance_all`, for one balancer)."""
+
+
 class _Group:
     """The messages of one call bound for one partition, gathered one at a time."""
 
@@ -155,28 +177,41 @@ class Planner:
     Args:
         topic: The writer's topic, or None when each message names its own.
         balancer: Chooses the partition of each message that names none.
+        balance_all: Chooses them for a whole call at once, as `balancer` would.
+        trusted: The balancer only ever answers with an offered partition (aiomq's own
+            do), so its answers need no check.
         batch_bytes: The most bytes in a record batch; a larger message is refused.
         partitions: Returns a topic's partition ids (the writer's cached look-up).
     """
 
-    __slots__ = ("_balancer", "_batch_bytes", "_limit", "_partitions", "_topic", "_trusted")
+    __slots__ = (
+        "_balance_all",
+        "_balancer",
+        "_batch_bytes",
+        "_limit",
+        "_partitions",
+        "_topic",
+        "_trusted",
+    )
 
     def __init__(
         self,
         *,
         topic: str | None,
-        balancer: Balancer,
+        balancer: Balances,
+        balance_all: BalanceAll,
+        trusted: bool,
         batch_bytes: int,
         partitions: Callable[[str], Awaitable[tuple[int, ...]]],
     ) -> None:
         self._topic = topic
         self._balancer = balancer
+        self._balance_all = balance_all
+        self._trusted = trusted
         self._batch_bytes = batch_bytes
         # The most a record may take, past what its batch adds around it.
         self._limit = batch_bytes - BATCH_OVERHEAD
         self._partitions = partitions
-        # aiomq's own balancers only answer with an offered partition: no need to check.
-        self._trusted = always_offers_a_member(balancer)
 
     async def plan(
         self, messages: Sequence[Message], call: WriteCall | None, now: float
@@ -238,7 +273,7 @@ class Planner:
         if max(sizes) + PLAIN_RECORD_OVERHEAD > self._limit:
             return None  # perhaps too large: the careful path decides, and says which
         partitions = await self._partitions(topic)
-        chosen = balance_all(self._balancer, messages, keys, partitions)
+        chosen = self._balance_all(messages, keys, partitions)
         try:
             distinct = set(chosen)
         except TypeError:  # an unhashable answer: the careful path reports it
