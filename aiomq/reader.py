@@ -21,15 +21,11 @@ from aiokafka.structs import TopicPartition as _TP
 
 from aiomq._internal.config import (
     build_config,
-    check_brokers,
-    check_connection,
-    check_positive_int,
-    check_seconds,
-    check_topic_name,
     resolve_client_id,
 )
 from aiomq._internal.consumer.commits import GroupCommits, Listener
 from aiomq._internal.consumer.fetch import check_partition, fill, new_consumer
+from aiomq._internal.consumer.options import check_reader_options
 from aiomq._internal.consumer.positions import (
     partition_lag,
     read_lag,
@@ -199,71 +195,7 @@ class ReaderConfig:
     Default: None."""
 
     def __post_init__(self) -> None:
-        check_brokers(self.brokers)
-        if isinstance(self.group_topics, str):
-            raise ConfigError("group_topics must be a list of topic names, not a string")
-        if self.group_id is not None and (not isinstance(self.group_id, str) or not self.group_id):
-            raise ConfigError(f"group_id must be a non-empty string, not {self.group_id!r}")
-        if self.group_id is not None and self.partition is not None:
-            raise ConfigError(
-                "set either partition or group_id, not both: a group assigns partitions itself"
-            )
-        if self.group_topics and self.group_id is None:
-            raise ConfigError("group_topics needs group_id: only a consumer group reads topics")
-        if self.group_topics and self.topic is not None:
-            raise ConfigError("set either topic or group_topics, not both")
-        if self.topic is None and not self.group_topics:
-            raise ConfigError("topic is required (or group_topics, with group_id)")
-        if self.topic is not None and (not isinstance(self.topic, str) or not self.topic):
-            raise ConfigError(f"topic must be a non-empty string, not {self.topic!r}")
-        for name in (self.topic, *self.group_topics):
-            if name is not None:
-                check_topic_name(name)
-        if self.partition is not None and (
-            not isinstance(self.partition, int)
-            or isinstance(self.partition, bool)
-            or self.partition < 0
-        ):
-            raise ConfigError(f"partition must be 0 or more, not {self.partition!r}")
-        for name in ("min_bytes", "max_bytes", "queue_capacity"):
-            check_positive_int(name, getattr(self, name))
-        if self.min_bytes > self.max_bytes:
-            raise ConfigError(
-                f"min_bytes ({self.min_bytes}) is larger than max_bytes ({self.max_bytes})"
-            )
-        for name in ("max_wait", "commit_interval", "read_lag_interval", "close_timeout"):
-            check_seconds(name, getattr(self, name), allow_zero=True)
-        if self.unavailable_timeout is not None:
-            check_seconds("unavailable_timeout", self.unavailable_timeout, allow_zero=False)
-        for name in (
-            "heartbeat_interval",
-            "session_timeout",
-            "rebalance_timeout",
-            "commit_timeout",
-        ):
-            check_seconds(name, getattr(self, name), allow_zero=False)
-        if self.heartbeat_interval >= self.session_timeout:
-            raise ConfigError(
-                f"heartbeat_interval ({self.heartbeat_interval}) must be shorter than "
-                f"session_timeout ({self.session_timeout})"
-            )
-        if self.start_offset.__class__ is not int or self.start_offset not in (
-            FIRST_OFFSET,
-            LAST_OFFSET,
-        ):
-            raise ConfigError(
-                f"start_offset must be FIRST_OFFSET or LAST_OFFSET, not {self.start_offset!r}; "
-                "use set_offset() to start a single-partition reader at a given offset"
-            )
-        if not isinstance(self.isolation_level, IsolationLevel):
-            raise ConfigError(
-                f"isolation_level must be an IsolationLevel member, not {self.isolation_level!r}"
-            )
-        for name in ("on_assigned", "on_revoked"):
-            value = getattr(self, name)
-            if value is not None and not callable(value):
-                raise ConfigError(f"{name} must be callable, not {value!r}")
-        check_connection(self.client_id, self.dialer)
+        check_reader_options(self, IsolationLevel)
 
     @property
     def topics(self) -> tuple[str, ...]:
