@@ -35,6 +35,7 @@ from aiokafka.errors import KafkaError
 from aiokafka.structs import TopicPartition
 
 import aiomq
+import aiomq.reader
 from aiomq import Message, Reader, RequiredAcks, Writer
 
 PARTITIONS = 4  # what Tansu gives an auto-created topic; other brokers may differ
@@ -682,15 +683,25 @@ async def run_all(bootstrap: str, kind: str, counts: Counts, runs: int) -> dict[
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # What the record hook buys: the same run with aiokafka building ConsumerRecords and
+    # aiomq converting them, as it does when the hook cannot be installed.
+    without_hook = "--without-record-hook" in argv
+    if without_hook:
+        argv.remove("--without-record-hook")
+        aiomq.reader.install_record_hook = lambda: False  # type: ignore[attr-defined]
     args, runs = parse_options(
         "bench/reader.py",
-        "Benchmark aiomq's Reader against raw aiokafka on one broker.",
+        "Benchmark aiomq's Reader against raw aiokafka on one broker "
+        "(--without-record-hook: with the fallback record conversion).",
         "smaller counts, 3 runs (~35 s)",
         argv,
     )
     counts = QUICK_COUNTS if args.quick else DEFAULT_COUNTS
 
     command = start_report()
+    if without_hook:
+        print("record hook: off (aiokafka builds ConsumerRecords; aiomq converts them)")
     print(
         f"settings: one topic of {max(counts.messages, counts.memory):,} x {VALUE_SIZE} B "
         f"messages, written once; {runs} runs per scenario (order rotates each run), each read "
