@@ -14,6 +14,7 @@ fetcher, which aiokafka may change in any release. They are named here and nowhe
 - `produce`: encoding a record batch, sending it in a produce request, reading the answer.
 - `client`: aiokafka's cluster client behind the operations the Writer needs.
 - `record_hook`: the fetcher hook that builds `Message`s straight from record batches.
+- `consumer`: the parts of aiokafka's consumer a Reader reaches beyond its public API.
 
 Importing the package checks that each private part listed in `INTERNALS` is there, with
 the shape aiomq expects, so that an aiokafka outside the supported range fails at import,
@@ -145,7 +146,7 @@ INTERNALS: Final[tuple[Internal, ...]] = (
         "aiokafka.cluster",
         "ClusterMetadata",
         "finding a partition's leader, and the brokers to ask for metadata",
-        attrs=("brokers", "leader_for_partition"),
+        attrs=("brokers", "broker_metadata", "leader_for_partition"),
     ),
     Internal(
         "aiokafka.structs",
@@ -226,6 +227,56 @@ INTERNALS: Final[tuple[Internal, ...]] = (
         "PartitionRecords._consumer_record",
         "building Messages straight from fetched records (record_hook)",
         params=("tp", "record"),
+    ),
+    Internal(
+        "aiokafka",
+        "AIOKafkaConsumer",
+        "reaching a Reader's consumer's client, coordinator, fetcher and assignment (consumer)",
+        sets=("_client", "_coordinator", "_fetcher", "_subscription"),
+    ),
+    Internal(
+        "aiokafka.consumer.group_coordinator",
+        "GroupCoordinator",
+        "ending a group consumer's tasks within a time limit, and finding its coordinator "
+        "(consumer.stop_consumer, consumer.silent_brokers)",
+        sets=("_coordination_task", "_heartbeat_task", "_commit_refresh_task", "coordinator_id"),
+    ),
+    Internal(
+        "aiokafka.consumer.fetcher",
+        "Fetcher",
+        "ending a consumer's fetch task within a time limit (consumer.stop_consumer)",
+        sets=("_fetch_task",),
+    ),
+    Internal(
+        "aiokafka.consumer.subscription_state",
+        "SubscriptionState",
+        "a Reader's assigned partitions (consumer)",
+        attrs=("subscription",),
+    ),
+    Internal(
+        "aiokafka.consumer.subscription_state",
+        "Subscription",
+        "a Reader's assigned partitions (consumer)",
+        attrs=("assignment",),
+    ),
+    Internal(
+        "aiokafka.consumer.subscription_state",
+        "Assignment",
+        "a Reader's assigned partitions (consumer)",
+        attrs=("tps", "state_value"),
+    ),
+    Internal(
+        "aiokafka.consumer.subscription_state",
+        "TopicPartitionState",
+        "an assigned partition's committed offset and last fetch time "
+        "(consumer.committed_future, consumer.last_fetch_answer_ms)",
+        attrs=("fetch_committed",),
+        sets=("timestamp",),
+    ),
+    Internal(
+        "aiokafka.protocol.admin",
+        "ApiVersionRequest",
+        "asking a broker whether it answers (consumer.silent_brokers)",
     ),
     Internal(
         "aiokafka.errors",
