@@ -34,6 +34,7 @@ from aiomq._internal.config import (
 )
 from aiomq._internal.kafka.connect import open_client
 from aiomq._internal.kafka.errors import translate
+from aiomq._internal.lifecycle import Lifecycle
 from aiomq._internal.log import get_logger
 from aiomq._internal.shield import finish_shielded
 from aiomq.cluster import BrokerInfo as BrokerInfo
@@ -47,7 +48,7 @@ from aiomq.cluster import PartitionInfo as PartitionInfo
 from aiomq.cluster import TopicInfo as TopicInfo
 from aiomq.cluster import TopicSpec as TopicSpec
 from aiomq.dialer import Dialer
-from aiomq.errors import ClosedError, ConfigError
+from aiomq.errors import ConfigError
 from aiomq.message import LAST_OFFSET
 
 __all__ = [
@@ -131,17 +132,15 @@ class Client:
         self.config = build_config(ClientConfig, config, options)
         self._log = get_logger(self.config.logger, client_id=self.config.effective_client_id)
         self._kafka: KafkaClient | None = None
-        self._state = "new"
+        self._life = Lifecycle("Client")
 
     def __repr__(self) -> str:
-        return f"<Client brokers={','.join(self.config.brokers)} {self._state}>"
+        return f"<Client brokers={','.join(self.config.brokers)} {self._life}>"
 
     # -- lifecycle ------------------------------------------------------------------------
 
     async def __aenter__(self) -> Self:
-        if self._state != "new":
-            raise ClosedError(f"a Client is opened once; this one is {self._state}")
-        self._state = "opening"
+        self._life.start_opening()
         config = self.config
         client = new_client(config)
         try:
@@ -153,11 +152,11 @@ class Client:
                     raise
                 raise mapped from exc
         except BaseException:
-            self._state = "closed"
+            self._life.open_failed()
             await finish_shielded(client.close())
             raise
         self._kafka = client
-        self._state = "open"
+        self._life.opened()
         return self
 
     async def __aexit__(
@@ -174,10 +173,7 @@ class Client:
         Runs to its end even if the calling task is cancelled meanwhile, then re-raises
         the cancellation. Calls still running in other tasks fail.
         """
-        if self._state in ("closing", "closed"):
-            return
-        self._state = "closing"
-        await finish_shielded(self._close())
+        await self._life.close_once(self._close)
 
     async def _close(self) -> None:
         try:
@@ -186,8 +182,6 @@ class Client:
                     await self._kafka.close()
         except TimeoutError:
             self._log.warning("client_close_timed_out")
-        finally:
-            self._state = "closed"
 
     # -- topics ---------------------------------------------------------------------------
 

@@ -28,6 +28,7 @@ from aiomq._internal.backoff import backoff_delay
 from aiomq._internal.kafka.connect import connection_options
 from aiomq._internal.kafka.errors import ErrorCode, broker_error, translate
 from aiomq._internal.kafka.requests import entries
+from aiomq._internal.lifecycle import Lifecycle
 from aiomq.dialer import Dialer
 from aiomq.errors import BrokerError, ClosedError, Error, RequestTimeoutError
 from aiomq.message import to_millis
@@ -89,7 +90,7 @@ class AdminClient(Protocol):
     settings, its state, its aiokafka client and its logger."""
 
     _kafka: AIOKafkaClient | None
-    _state: str
+    _life: Lifecycle
     _log: Any
 
     @property
@@ -129,8 +130,8 @@ async def call_scope(
             the call and its last retried error.
     """
     kafka = client._kafka
-    if client._state != "open" or kafka is None:
-        raise ClosedError(f"{operation} on a Client that is {client._state}")
+    if not client._life.is_open or kafka is None:
+        raise ClosedError(f"{operation} on a Client that is {client._life}")
     what = f"{operation}{about}"
     call = AdminCall(kafka, what)
     limit = client.config.timeout
@@ -147,7 +148,7 @@ async def call_scope(
     except Error:
         raise
     except (ak.NodeNotReadyError, ak.KafkaConnectionError) as exc:
-        if client._state != "open":
+        if not client._life.is_open:
             raise ClosedError(f"{what} failed: the Client was closed meanwhile") from exc
         mapped = translate(exc, brokers=client.config.brokers)
         assert mapped is not None
