@@ -170,6 +170,11 @@ class _Group:
         self.nbytes = 0
         self.plain = True
 
+    def chunk(self, call: WriteCall | None, now: float) -> Chunk:
+        """The group as a chunk of `call`, queued at `now`."""
+        indices = self.indices if call is not None else ()
+        return Chunk(self.messages, call, indices, now, self.plain, self.nbytes)
+
 
 class Planner:
     """Checks the messages of write calls, chooses their partitions and groups them.
@@ -309,6 +314,11 @@ class Planner:
         self, messages: Sequence[Message], call: WriteCall | None, now: float
     ) -> Planned:
         """`plan` for any input, one message at a time; raises on the first bad one."""
+        # The checks are inline and only the errors are built elsewhere: this loop runs
+        # for every message of every small call.
+        default_topic = self._topic
+        limit = self._limit
+        size_of = record_size
         balance = self._balancer.balance
         trusted = self._trusted
         groups: dict[tuple[str, int], _Group] = {}
@@ -317,7 +327,36 @@ class Planner:
         index = -1
         for message in messages:
             index += 1
-            topic, partition, listed = self._checked(index, message)
+            if message.__class__ is not Message:
+                raise _not_a_message(index, message)
+            topic, partition, _, _, key, value, headers, when, _ = message
+            if partition.__class__ is not int and (
+                not isinstance(partition, int) or isinstance(partition, bool)
+            ):
+                raise _bad_partition(index, partition)
+            if default_topic is not None:
+                if topic and topic != default_topic:
+                    raise _other_topic(index, topic, default_topic)
+                topic = default_topic
+            elif not topic:
+                raise _no_topic(index)
+            if not (key is None or key.__class__ is bytes or isinstance(key, _BYTES)) or not (
+                value is None or value.__class__ is bytes or isinstance(value, _BYTES)
+            ):
+                raise _not_bytes(index, key, value)
+            if when is not None and when.tzinfo is None:
+                raise _naive_time(index)
+            try:
+                listed: list[Any] = (
+                    headers
+                    if headers.__class__ is list
+                    else (list(headers) if headers else _NO_HEADERS)
+                )
+                size = size_of(key, value, listed)
+            except (TypeError, AttributeError, ValueError) as exc:
+                raise _bad_headers(index, headers) from exc
+            if size > limit:
+                raise _too_large(index, size, topic, self._batch_bytes)
             if topic != cached_topic:
                 cached_topic, cached = topic, await self._partitions(topic)
             if partition < 0:
@@ -336,104 +375,13 @@ class Planner:
                 group = groups[where] = _Group()
             group.messages.append(message)
             group.indices.append(index)
-            key, value = message[4], message[5]
             group.nbytes += (0 if key is None else len(key)) + (0 if value is None else len(value))
             if listed:
                 group.nbytes += header_bytes(listed)
                 group.plain = False
-            elif message[7] is not None:
+            elif when is not None:
                 group.plain = False
-        return [
-            (
-                where,
-                Chunk(
-                    group.messages,
-                    call,
-                    group.indices if call is not None else (),
-                    now,
-                    group.plain,
-                    group.nbytes,
-                ),
-            )
-            for where, group in groups.items()
-        ]
-
-    def _checked(self, index: int, message: Message) -> tuple[str, int, list[Any]]:
-        """Check one message of a call, at `index` in it.
-
-        Returns:
-            Its topic (the writer's, when it names none), its partition (-1 to balance)
-            and its headers as a list.
-
-        Raises:
-            InvalidMessageError, MessageTooLargeError: The message cannot be written.
-        """
-        if message.__class__ is not Message:
-            raise InvalidMessageError(
-                f"message {index} is a {type(message).__name__}, not an aiomq.Message"
-            )
-        topic, partition, _, _, key, value, headers, when, _ = message
-        if partition.__class__ is not int and (
-            not isinstance(partition, int) or isinstance(partition, bool)
-        ):
-            raise InvalidMessageError(
-                f"message {index}: partition must be an int, not {partition!r}: leave "
-                "it unset (-1) to let the balancer choose, or name a partition id"
-            )
-        topic = self._topic_of(index, topic)
-        if not (key is None or key.__class__ is bytes or isinstance(key, _BYTES)) or not (
-            value is None or value.__class__ is bytes or isinstance(value, _BYTES)
-        ):
-            raise InvalidMessageError(
-                f"message {index}: key and value must be bytes or None, not "
-                f"{type(key).__name__} and {type(value).__name__}"
-            )
-        if when is not None and when.tzinfo is None:
-            raise InvalidMessageError(
-                f"message {index}: time must be timezone-aware (for example "
-                "datetime.now(UTC)); a naive datetime would be read as local time"
-            )
-        try:
-            listed: list[Any] = (
-                headers
-                if headers.__class__ is list
-                else (list(headers) if headers else _NO_HEADERS)
-            )
-            size = record_size(key, value, listed)
-        except (TypeError, AttributeError, ValueError) as exc:
-            raise InvalidMessageError(
-                f"message {index}: headers must be (str, bytes) pairs, not {headers!r}"
-            ) from exc
-        if size > self._limit:
-            total = size + BATCH_OVERHEAD
-            raise MessageTooLargeError(
-                size=total,
-                limit=self._batch_bytes,
-                topic=topic,
-                detail=(
-                    f"message {index} takes {total} bytes in a record batch, "
-                    f"and batch_bytes is {self._batch_bytes}"
-                ),
-            )
-        return topic, partition, listed
-
-    def _topic_of(self, index: int, topic: str) -> str:
-        """The topic a message at `index` goes to, naming `topic` (or none, when empty)."""
-        default = self._topic
-        if default is not None:
-            if topic and topic != default:
-                raise InvalidMessageError(
-                    f"message {index} names topic {topic!r}, but this writer writes to "
-                    f"{default!r}: leave Message.topic empty, or create the writer "
-                    "without a topic"
-                )
-            return default
-        if not topic:
-            raise InvalidMessageError(
-                f"message {index} has no topic, and the writer has none: set "
-                "Message.topic, or create the writer with topic="
-            )
-        return topic
+        return [(where, group.chunk(call, now)) for where, group in groups.items()]
 
 
 def _plain_shape(
@@ -487,4 +435,65 @@ def _bad_choice(partition: object, topic: str, partitions: tuple[int, ...]) -> C
     return ConfigError(
         f"the balancer chose partition {partition!r} for topic {topic!r}, "
         f"which has partitions {list(partitions)}"
+    )
+
+
+def _not_a_message(index: int, message: object) -> InvalidMessageError:
+    return InvalidMessageError(
+        f"message {index} is a {type(message).__name__}, not an aiomq.Message"
+    )
+
+
+def _bad_partition(index: int, partition: object) -> InvalidMessageError:
+    return InvalidMessageError(
+        f"message {index}: partition must be an int, not {partition!r}: leave "
+        "it unset (-1) to let the balancer choose, or name a partition id"
+    )
+
+
+def _other_topic(index: int, topic: str, default: str) -> InvalidMessageError:
+    return InvalidMessageError(
+        f"message {index} names topic {topic!r}, but this writer writes to "
+        f"{default!r}: leave Message.topic empty, or create the writer "
+        "without a topic"
+    )
+
+
+def _no_topic(index: int) -> InvalidMessageError:
+    return InvalidMessageError(
+        f"message {index} has no topic, and the writer has none: set "
+        "Message.topic, or create the writer with topic="
+    )
+
+
+def _not_bytes(index: int, key: object, value: object) -> InvalidMessageError:
+    return InvalidMessageError(
+        f"message {index}: key and value must be bytes or None, not "
+        f"{type(key).__name__} and {type(value).__name__}"
+    )
+
+
+def _naive_time(index: int) -> InvalidMessageError:
+    return InvalidMessageError(
+        f"message {index}: time must be timezone-aware (for example "
+        "datetime.now(UTC)); a naive datetime would be read as local time"
+    )
+
+
+def _bad_headers(index: int, headers: object) -> InvalidMessageError:
+    return InvalidMessageError(
+        f"message {index}: headers must be (str, bytes) pairs, not {headers!r}"
+    )
+
+
+def _too_large(index: int, size: int, topic: str, batch_bytes: int) -> MessageTooLargeError:
+    total = size + BATCH_OVERHEAD
+    return MessageTooLargeError(
+        size=total,
+        limit=batch_bytes,
+        topic=topic,
+        detail=(
+            f"message {index} takes {total} bytes in a record batch, "
+            f"and batch_bytes is {batch_bytes}"
+        ),
     )
