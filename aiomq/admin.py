@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from types import TracebackType
 from typing import Any, Self
 
 from aiomq._internal.admin import groups
@@ -24,17 +23,17 @@ from aiomq._internal.admin import topics as ops
 from aiomq._internal.admin.call import KafkaClient, new_client
 from aiomq._internal.admin.checks import check_group_id, check_offset_spec, unique_topics
 from aiomq._internal.config import (
+    ClientSettings,
     build_config,
     check_brokers,
     check_connection,
     check_seconds,
     check_topic_name,
     is_int,
-    resolve_client_id,
 )
 from aiomq._internal.kafka.connect import open_client
 from aiomq._internal.kafka.errors import translate
-from aiomq._internal.lifecycle import Lifecycle
+from aiomq._internal.lifecycle import AsyncResource, Lifecycle
 from aiomq._internal.log import get_logger
 from aiomq._internal.shield import finish_shielded
 from aiomq.cluster import BrokerInfo as BrokerInfo
@@ -47,7 +46,6 @@ from aiomq.cluster import OffsetSpec as OffsetSpec
 from aiomq.cluster import PartitionInfo as PartitionInfo
 from aiomq.cluster import TopicInfo as TopicInfo
 from aiomq.cluster import TopicSpec as TopicSpec
-from aiomq.dialer import Dialer
 from aiomq.errors import ConfigError
 from aiomq.message import LAST_OFFSET
 
@@ -67,7 +65,7 @@ __all__ = [
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
-class ClientConfig:
+class ClientConfig(ClientSettings):
     """Every setting of an admin `Client`, validated when created.
 
     Raises:
@@ -81,23 +79,6 @@ class ClientConfig:
     """Seconds each call may take, retries included; a call that runs out raises
     `RequestTimeoutError` naming it. Default: 10.0."""
 
-    client_id: str | None = None
-    """The client id sent to brokers. Default: None (the dialer's client_id, else
-    "aiomq")."""
-
-    dialer: Dialer | None = None
-    """TLS and SASL settings (see `aiomq.Dialer`). Default: None (plaintext, no
-    authentication)."""
-
-    logger: Any = None
-    """A structlog logger to log through instead of `structlog.get_logger("aiomq")`.
-    Default: None."""
-
-    @property
-    def effective_client_id(self) -> str:
-        """The client id actually sent: this one, else the dialer's, else "aiomq"."""
-        return resolve_client_id(self.client_id, self.dialer)
-
     def __post_init__(self) -> None:
         check_brokers(self.brokers)
         check_seconds("timeout", self.timeout, allow_zero=False)
@@ -107,7 +88,7 @@ class ClientConfig:
 # -- the client ----------------------------------------------------------------------------
 
 
-class Client:
+class Client(AsyncResource):
     """Administers a Kafka cluster: topics, configs, offsets and consumer groups.
 
     Open it with `async with`. The arguments are those of `ClientConfig` (pass `config=`
@@ -158,14 +139,6 @@ class Client:
         self._kafka = client
         self._life.opened()
         return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     async def aclose(self) -> None:
         """Disconnect from the cluster. Safe to call more than once.

@@ -14,14 +14,13 @@ import enum
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from types import TracebackType
 from typing import Any, Final, Self
 
 from aiokafka.structs import TopicPartition as _TP
 
 from aiomq._internal.config import (
+    ClientSettings,
     build_config,
-    resolve_client_id,
 )
 from aiomq._internal.consumer.commits import GroupCommits, Listener
 from aiomq._internal.consumer.fetch import check_partition, fill, new_consumer
@@ -34,14 +33,14 @@ from aiomq._internal.consumer.positions import (
     update_lag_periodically,
 )
 from aiomq._internal.consumer.state import ReaderState
-from aiomq._internal.errmap import map_errors
+from aiomq._internal.kafka.connect import open_client
 from aiomq._internal.kafka.consumer import stop_consumer
+from aiomq._internal.kafka.errors import map_errors
+from aiomq._internal.kafka.record_hook import MessageFactory
+from aiomq._internal.kafka.record_hook import install as install_record_hook
+from aiomq._internal.lifecycle import AsyncResource
 from aiomq._internal.log import get_logger
-from aiomq._internal.records import MessageFactory
-from aiomq._internal.records import install as install_record_hook
-from aiomq._internal.security import open_client
 from aiomq._internal.shield import finish_shielded
-from aiomq.dialer import Dialer
 from aiomq.errors import ClosedError, CommitError, ConfigError
 from aiomq.group import GroupHandler, run_handler
 from aiomq.message import FIRST_OFFSET, LAST_OFFSET, Message, to_millis
@@ -79,7 +78,7 @@ class IsolationLevel(enum.IntEnum):
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
-class ReaderConfig:
+class ReaderConfig(ClientSettings):
     """Every setting of a `Reader`, validated when created.
 
     A reader works in one of two modes: on one partition (`topic` and `partition`), or as
@@ -177,23 +176,6 @@ class ReaderConfig:
     close_timeout: float = 10.0
     """Seconds `aclose()` may spend flushing commits and leaving the group. Default: 10.0."""
 
-    client_id: str | None = None
-    """The client id sent to brokers, seen in their logs and quotas. Default: None (the
-    dialer's client_id, else "aiomq")."""
-
-    dialer: Dialer | None = None
-    """TLS and SASL settings (see `aiomq.Dialer`). Default: None (plaintext, no
-    authentication)."""
-
-    @property
-    def effective_client_id(self) -> str:
-        """The client id actually sent: this one, else the dialer's, else "aiomq"."""
-        return resolve_client_id(self.client_id, self.dialer)
-
-    logger: Any = None
-    """A structlog logger to log through instead of `structlog.get_logger("aiomq")`.
-    Default: None."""
-
     def __post_init__(self) -> None:
         check_reader_options(self, IsolationLevel)
 
@@ -203,7 +185,7 @@ class ReaderConfig:
         return tuple(self.group_topics) if self.group_topics else (self.topic or "",)
 
 
-class Reader:
+class Reader(AsyncResource):
     """Reads messages from one partition, or from the partitions a consumer group assigns.
 
     Open it with `async with`. `fetch_message` returns the next message without committing
@@ -278,14 +260,6 @@ class Reader:
         await core.tasks.start()
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
-
     async def aclose(self) -> None:
         """Flush pending commits, leave the group and disconnect. Safe to call twice.
 
@@ -332,6 +306,15 @@ class Reader:
 
     # -- reading --------------------------------------------------------------------------
 
+    def _fetching(self) -> ReaderState:
+        """Check that the reader is open for a read that does not commit."""
+        core = self._core
+        core.check_open()
+        if core.position_commits:
+            # Positions would now cover messages nobody asked to commit.
+            self._commits.end_position_commits()
+        return core
+
     async def fetch_message(self) -> Message:
         """Return the next message, waiting for one; never commits.
 
@@ -343,10 +326,7 @@ class Reader:
             BrokerConnectionError: The cluster has been unreachable for longer than
                 `unavailable_timeout`.
         """
-        core = self._core
-        core.check_open()
-        if core.position_commits:
-            self._commits.end_position_commits()
+        core = self._fetching()
         buffer = core.buffer
         while not buffer:
             await fill(core)
@@ -362,10 +342,7 @@ class Reader:
         """
         if max_messages < 1:
             raise ConfigError(f"max_messages must be 1 or more, not {max_messages!r}")
-        core = self._core
-        core.check_open()
-        if core.position_commits:
-            self._commits.end_position_commits()
+        core = self._fetching()
         buffer = core.buffer
         while not buffer:
             taken = await fill(core, max_messages)

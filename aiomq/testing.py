@@ -41,6 +41,7 @@ from typing import Final, Self
 
 from aiomq._internal.broker import BrokerProcess, EmbeddedBrokerError, broker_binary, free_port
 from aiomq._internal.fault_proxy import FaultProxy
+from aiomq._internal.lifecycle import Lifecycle
 from aiomq.errors import ClosedError, ConfigError
 
 __all__ = [
@@ -117,10 +118,13 @@ class EmbeddedBroker:
         self._faults = faults
         self._proxy: FaultProxy | None = None
         self._process: BrokerProcess | None = None
-        self._stopped = False
+        self._life = Lifecycle(
+            "EmbeddedBroker",
+            reopened="an EmbeddedBroker runs once; create a new one to start again",
+        )
 
     def __repr__(self) -> str:
-        state = "running" if self.running else "stopped" if self._stopped else "new"
+        state = "running" if self.running else "stopped" if self._life.ending else "new"
         proxy = f" behind {self._proxy.address}" if self._proxy is not None else ""
         return f"<EmbeddedBroker {self.host}:{self._port or '?'}{proxy} {state}>"
 
@@ -167,8 +171,6 @@ class EmbeddedBroker:
     # -- starting -------------------------------------------------------------------------
 
     def _spawn(self) -> BrokerProcess:
-        if self._process is not None or self._stopped:
-            raise ClosedError("an EmbeddedBroker runs once; create a new one to start again")
         binary = self._binary or broker_binary()
         self._port = self._requested_port or free_port(self.host)
         advertised = f"{self._advertised_host or self.host}:{self._advertised_port or self._port}"
@@ -207,13 +209,16 @@ class EmbeddedBroker:
                 `startup_timeout`.
             ClosedError: This broker was already started once.
         """
+        self._life.start_opening()
         for attempt in range(_PORT_ATTEMPTS):
             process = self._spawn()
             try:
                 process.wait_ready(self._startup_timeout)
+                self._life.opened()
                 return self
             except EmbeddedBrokerError:
                 if not self._startup_failed(process, attempt):
+                    self._life.open_failed()
                     raise
             except BaseException:
                 self.stop()
@@ -233,13 +238,16 @@ class EmbeddedBroker:
                 `startup_timeout`.
             ClosedError: This broker was already started once.
         """
+        self._life.start_opening()
         for attempt in range(_PORT_ATTEMPTS):
             process = self._spawn()
             try:
                 await process.await_ready(self._startup_timeout)
+                self._life.opened()
                 return self
             except EmbeddedBrokerError:
                 if not self._startup_failed(process, attempt):
+                    self._life.open_failed()
                     raise
             except BaseException:
                 self.stop()
@@ -258,7 +266,7 @@ class EmbeddedBroker:
 
         With `faults=True`, the fault proxy stops first, resetting its connections.
         """
-        self._stopped = True
+        self._life.end()
         self._stop_proxy()
         if self._process is not None:
             self._process.close()

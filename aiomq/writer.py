@@ -14,18 +14,18 @@ import enum
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import partial
-from types import TracebackType
 from typing import Any, Final, Self
 
 from aiomq._internal.config import (
+    ClientSettings,
     build_config,
     check_brokers,
     check_connection,
     check_positive_int,
     check_seconds,
-    resolve_client_id,
 )
 from aiomq._internal.kafka.client import KafkaClient
+from aiomq._internal.lifecycle import AsyncResource, Lifecycle
 from aiomq._internal.log import get_logger
 from aiomq._internal.producer.engine import Producer
 from aiomq._internal.producer.planner import Planned, Planner, WriteCall
@@ -39,7 +39,6 @@ from aiomq.balancer import (
     as_balancer,
     balance_all,
 )
-from aiomq.dialer import Dialer
 from aiomq.errors import BackgroundTaskError, ClosedError, ConfigError, Error, WriteErrors
 from aiomq.message import Message
 from aiomq.stats import WriterStats
@@ -116,7 +115,7 @@ def _murmur2_default() -> Balancer:
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
-class WriterConfig:
+class WriterConfig(ClientSettings):
     """Every setting of a `Writer`, validated when created.
 
     Raises:
@@ -197,23 +196,6 @@ class WriterConfig:
     """Seconds `aclose()` spends delivering what is still queued before failing it.
     Default: 30.0."""
 
-    client_id: str | None = None
-    """The client id sent to brokers, seen in their logs and quotas. Default: None (the
-    dialer's client_id, else "aiomq")."""
-
-    dialer: Dialer | None = None
-    """TLS and SASL settings (see `aiomq.Dialer`). Default: None (plaintext, no
-    authentication)."""
-
-    @property
-    def effective_client_id(self) -> str:
-        """The client id actually sent: this one, else the dialer's, else "aiomq"."""
-        return resolve_client_id(self.client_id, self.dialer)
-
-    logger: Any = None
-    """A structlog logger to log through instead of `structlog.get_logger("aiomq")`.
-    Default: None."""
-
     def __post_init__(self) -> None:
         check_brokers(self.brokers)
         if self.topic is not None and (not isinstance(self.topic, str) or not self.topic):
@@ -257,7 +239,7 @@ class WriterConfig:
         check_connection(self.client_id, self.dialer)
 
 
-class Writer:
+class Writer(AsyncResource):
     """Writes messages to Kafka in batches, choosing partitions with a balancer.
 
     Open it with `async with`; it connects on entry and flushes on exit. The arguments are
@@ -292,18 +274,16 @@ class Writer:
         self._topics: dict[str, tuple[tuple[int, ...], float]] = {}
         self._lookups: dict[str, asyncio.Task[tuple[int, ...]]] = {}
         self._failure: Error | None = None
-        self._state = "new"
+        self._life = Lifecycle("Writer")
 
     def __repr__(self) -> str:
         topic = self.config.topic or "(per message)"
-        return f"<Writer topic={topic} brokers={','.join(self.config.brokers)} {self._state}>"
+        return f"<Writer topic={topic} brokers={','.join(self.config.brokers)} {self._life}>"
 
     # -- lifecycle ------------------------------------------------------------------------
 
     async def __aenter__(self) -> Self:
-        if self._state != "new":
-            raise ClosedError(f"a Writer is opened once; this one is {self._state}")
-        self._state = "opening"
+        self._life.start_opening()
         config = self.config
         client = KafkaClient(
             brokers=config.brokers,
@@ -333,20 +313,12 @@ class Writer:
             if config.idempotent:
                 await producer.init_producer_id()
         except BaseException:
-            self._state = "closed"
+            self._life.open_failed()
             await finish_shielded(client.close())
             raise
         self._kafka, self._producer = client, producer
-        self._state = "open"
+        self._life.opened()
         return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     async def aclose(self) -> None:
         """Deliver everything queued, then disconnect. Safe to call more than once.
@@ -361,14 +333,9 @@ class Writer:
         Raises:
             BackgroundTaskError: A background task of the writer failed unexpectedly (a
                 bug, logged as `writer_failed`); the error is caused by the original
-                exception. Raised
-                once, after closing; the writer is closed all the same.
+                exception. Raised once, after closing; the writer is closed all the same.
         """
-        if self._state in ("closing", "closed"):
-            return
-        self._state = "closing"
-        await finish_shielded(self._close())
-        if self._failure is not None:
+        if await self._life.close_once(self._close) and self._failure is not None:
             raise self._failed_error()
 
     async def _close(self) -> None:
@@ -383,14 +350,12 @@ class Writer:
         finally:
             if self._kafka is not None:
                 await self._kafka.close()
-            self._state = "closed"
 
     def _failed(self, error: Error) -> None:
         """Refuse every later call: a background task failed unexpectedly with `error`."""
         if self._failure is None:
             self._failure = error
-        if self._state == "open":
-            self._state = "failed"
+        self._life.fail()
 
     def _failed_error(self) -> BackgroundTaskError:
         """A fresh error saying why the writer stopped, caused by the original exception."""
@@ -456,14 +421,14 @@ class Writer:
                 error is caused by the original exception. Close the writer and open another.
         """
         producer = self._producer
-        if self._state != "open" or producer is None:
-            raise self._refusal(f"write_messages on a Writer that is {self._state}")
+        if producer is None or not self._life.is_open:
+            raise self._refusal(f"write_messages on a Writer that is {self._life}")
         if not messages:
             return []
         loop = asyncio.get_running_loop()
         call = None if self.config.async_mode else WriteCall(len(messages), loop)
         groups = await self._planner.plan(messages, call, loop.time())
-        if self._state != "open":
+        if not self._life.is_open:
             raise self._refusal("the writer was closed while the write waited for metadata")
         if call is None:
             # Let the partitions' senders run between calls, so that a loop of async
@@ -471,7 +436,7 @@ class Writer:
             await asyncio.sleep(0)
             if not producer.has_space():
                 await producer.wait_for_space()
-            if self._state != "open":
+            if not self._life.is_open:
                 raise self._refusal("the writer was closed while the write waited for room")
             # Nothing awaits from here on: the call is accepted whole, so an async-mode
             # caller that sees an exception knows that none of its messages was taken.

@@ -5,12 +5,14 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Final, TypeVar
 
 from aiomq.dialer import Dialer
 from aiomq.errors import ConfigError
 
 __all__ = [
+    "ClientSettings",
     "build_config",
     "check_brokers",
     "check_connection",
@@ -107,3 +109,28 @@ def check_topic_name(name: object) -> None:
             f"{name!r} is not a valid topic name: use 1 to {_TOPIC_NAME_MAX} of the "
             "characters a-z, A-Z, 0-9, '.', '_' and '-' (and not '.' or '..')"
         )
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ClientSettings:
+    """The settings every client shares: how it names itself, connects and logs.
+
+    `WriterConfig`, `ReaderConfig` and `ClientConfig` extend it.
+    """
+
+    client_id: str | None = None
+    """The client id sent to brokers, seen in their logs and quotas. Default: None (the
+    dialer's client_id, else "aiomq")."""
+
+    dialer: Dialer | None = None
+    """TLS and SASL settings (see `aiomq.Dialer`). Default: None (plaintext, no
+    authentication)."""
+
+    logger: Any = None
+    """A structlog logger to log through instead of `structlog.get_logger("aiomq")`.
+    Default: None."""
+
+    @property
+    def effective_client_id(self) -> str:
+        """The client id actually sent: this one, else the dialer's, else "aiomq"."""
+        return resolve_client_id(self.client_id, self.dialer)

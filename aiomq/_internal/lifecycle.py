@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable, Coroutine
+from types import TracebackType
 from typing import Any
 
 from aiomq._internal.shield import finish_shielded
 from aiomq.errors import ClosedError
 
-__all__ = ["Lifecycle", "Phase"]
+__all__ = ["AsyncResource", "Lifecycle", "Phase"]
 
 
 class Phase(enum.StrEnum):
@@ -36,12 +37,15 @@ class Lifecycle:
 
     Args:
         what: The resource's name in messages ("Reader").
+        reopened: The message for a second open, when "a <what> is opened once" does
+            not fit. Default: None.
     """
 
-    __slots__ = ("phase", "what")
+    __slots__ = ("phase", "reopened", "what")
 
-    def __init__(self, what: str) -> None:
+    def __init__(self, what: str, *, reopened: str | None = None) -> None:
         self.what = what
+        self.reopened = reopened
         self.phase = Phase.NEW
 
     def __str__(self) -> str:
@@ -64,7 +68,9 @@ class Lifecycle:
             ClosedError: The resource was opened before.
         """
         if self.phase is not Phase.NEW:
-            raise ClosedError(f"a {self.what} is opened once; this one is {self.phase}")
+            raise ClosedError(
+                self.reopened or f"a {self.what} is opened once; this one is {self.phase}"
+            )
         self.phase = Phase.OPENING
 
     def opened(self) -> None:
@@ -84,6 +90,16 @@ class Lifecycle:
         """Enter FAILED, from OPEN only: later calls are refused, closing still works."""
         if self.phase is Phase.OPEN:
             self.phase = Phase.FAILED
+
+    def end(self) -> bool:
+        """Enter CLOSED at once, for a resource whose close is synchronous.
+
+        Returns:
+            Whether the resource was neither closing nor closed before.
+        """
+        was_ending = self.ending
+        self.phase = Phase.CLOSED
+        return not was_ending
 
     async def close_once(self, teardown: Callable[[], Coroutine[Any, Any, None]]) -> bool:
         """Run `teardown()` if no close has started yet, shielded from cancellation.
@@ -106,3 +122,21 @@ class Lifecycle:
 
         await finish_shielded(run())
         return True
+
+
+class AsyncResource:
+    """Gives a resource `async with`: leaving the block closes it with `aclose()`."""
+
+    __slots__ = ()
+
+    async def aclose(self) -> None:
+        """Close the resource; safe to call more than once."""
+        raise NotImplementedError
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()

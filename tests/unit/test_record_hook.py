@@ -16,7 +16,7 @@ from aiokafka.structs import ConsumerRecord, TopicPartition
 
 import aiomq
 from aiomq._internal.consumer.fetch import fill
-from aiomq._internal.records import MessageFactory, install, message_bytes
+from aiomq._internal.kafka.record_hook import MessageFactory, install, message_bytes
 
 T0 = 1_777_000_000_000  # milliseconds
 

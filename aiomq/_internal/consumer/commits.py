@@ -27,8 +27,8 @@ from aiokafka.structs import TopicPartition as _TP
 
 from aiomq._internal.consumer.positions import read_position
 from aiomq._internal.consumer.stash import next_offsets
-from aiomq._internal.errmap import translate
 from aiomq._internal.kafka.consumer import committed_future
+from aiomq._internal.kafka.errors import translate
 from aiomq.errors import CommitError
 from aiomq.message import Message
 

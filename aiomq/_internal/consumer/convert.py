@@ -1,6 +1,6 @@
 """Turning aiokafka's fetched records into messages, when aiokafka cannot build them itself.
 
-With the record hook (see `aiomq._internal.records`) records arrive as messages already;
+With the record hook (see `aiomq._internal.kafka.record_hook`) records arrive as messages already;
 `RecordConverter` is the fallback for an aiokafka whose fetcher lacks what the hook needs.
 """
 
@@ -19,7 +19,7 @@ _new_message: Final = tuple.__new__
 class RecordConverter:
     """Turns aiokafka's `ConsumerRecord`s into messages, when the record hook is missing.
 
-    With the hook (see `aiomq._internal.records`) records arrive as messages already, and
+    With the hook (see `aiomq._internal.kafka.record_hook`) records arrive as messages already, and
     this is not used. Not safe from several threads; one event loop's tasks may share it.
     """
 

@@ -3,7 +3,7 @@
 A reader fetches through one `AIOKafkaConsumer`, built here from its settings. `fill`
 moves one fetch into the reader's buffer (in its `ReaderState`), where `fetch_message`,
 `fetch_batch` and `read_message` take messages from. aiokafka usually builds the
-messages itself (see `aiomq._internal.records`); `RecordConverter` converts its records
+messages itself (see `aiomq._internal.kafka.record_hook`); `RecordConverter` converts its records
 when it does not.
 """
 
@@ -16,12 +16,11 @@ from typing import TYPE_CHECKING, Any, Final
 from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import TopicPartition as _TP
 
-from aiomq._internal.consumer.state import message_bytes
-from aiomq._internal.errmap import map_errors
+from aiomq._internal.kafka.connect import connection_options
 from aiomq._internal.kafka.consumer import client_of
-from aiomq._internal.metadata import topic_partitions
-from aiomq._internal.records import MessageFactory
-from aiomq._internal.security import connection_options
+from aiomq._internal.kafka.errors import map_errors
+from aiomq._internal.kafka.metadata import topic_partitions
+from aiomq._internal.kafka.record_hook import MessageFactory, message_bytes
 from aiomq.errors import (
     ClosedError,
     Error,
@@ -57,7 +56,7 @@ def new_consumer(
 
     Args:
         config: The reader's settings.
-        factory: The record hook's marker (see `aiomq._internal.records`), so that the
+        factory: The record hook's marker (see `aiomq._internal.kafka.record_hook`), so that the
             consumer's records arrive as messages; None when the hook is not installed.
         earliest: Whether `config.start_offset` is FIRST_OFFSET (else LAST_OFFSET).
         read_committed: Whether `config.isolation_level` is READ_COMMITTED.
@@ -252,7 +251,7 @@ def to_messages(
 ) -> list[Message]:
     """Take one partition's fetched records as messages, and count them as read.
 
-    Records usually arrive as messages already (see `aiomq._internal.records`);
+    Records usually arrive as messages already (see `aiomq._internal.kafka.record_hook`);
     otherwise they are converted here. Counting happens once per fetch rather than per
     message returned: what is still buffered is subtracted when `stats()` or `offset`
     ask (see `aiomq._internal.consumer.positions`).

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from aiokafka.structs import TopicPartition as _TP
 
-from aiomq._internal.errmap import map_errors
+from aiomq._internal.kafka.errors import map_errors
 from aiomq.errors import Error
 from aiomq.stats import PartitionStats, ReaderStats
 

@@ -18,6 +18,7 @@ from aiomq._internal.calls import WaitingCalls
 from aiomq._internal.consumer.convert import RecordConverter
 from aiomq._internal.consumer.health import Reachability
 from aiomq._internal.consumer.stash import OffsetStash
+from aiomq._internal.kafka.record_hook import message_bytes
 from aiomq._internal.lifecycle import Lifecycle
 from aiomq._internal.tasks import BackgroundTasks
 from aiomq.errors import ClosedError
@@ -26,10 +27,10 @@ from aiomq.message import Message
 if TYPE_CHECKING:
     from aiokafka import AIOKafkaConsumer
 
-    from aiomq._internal.records import MessageFactory
+    from aiomq._internal.kafka.record_hook import MessageFactory
     from aiomq.dialer import Dialer
 
-__all__ = ["Key", "RebalanceCallback", "ReaderSettings", "ReaderState", "message_bytes"]
+__all__ = ["Key", "RebalanceCallback", "ReaderSettings", "ReaderState"]
 
 Key = tuple[str, int]
 """A `(topic, partition)` pair."""
@@ -83,13 +84,6 @@ class ReaderSettings(Protocol):
     def on_assigned(self) -> RebalanceCallback | None: ...
     @property
     def on_revoked(self) -> RebalanceCallback | None: ...
-
-
-def message_bytes(messages: Sequence[Message]) -> int:
-    """The key and value bytes of `messages`, as the reader counts them."""
-    return sum(
-        (0 if m[4] is None else len(m[4])) + (0 if m[5] is None else len(m[5])) for m in messages
-    )
 
 
 class ReaderState:
