@@ -11,41 +11,23 @@ import contextlib
 import os
 import signal
 import socket
-import struct
 import subprocess
 import sys
 import tempfile
 import time
 from typing import IO, Final
 
+from aiomq._internal.probe import ANSWER_PREFIX, answers, api_versions_request
 from aiomq.errors import Error
 
 __all__ = ["BrokerProcess", "EmbeddedBrokerError", "broker_binary", "free_port"]
 
 _CORRELATION_ID: Final = 0x61696F6D
-# ApiVersions v0 with client id "aiomq-probe": the smallest request every Kafka broker answers.
-_CLIENT_ID: Final = b"aiomq-probe"
-_PROBE: Final = struct.pack(
-    f">ihhih{len(_CLIENT_ID)}s",
-    10 + len(_CLIENT_ID),
-    18,
-    0,
-    _CORRELATION_ID,
-    len(_CLIENT_ID),
-    _CLIENT_ID,
-)
+_PROBE: Final = api_versions_request(_CORRELATION_ID, b"aiomq-probe")
 
 
 class EmbeddedBrokerError(Error, RuntimeError):
     """The embedded broker could not be found, could not start, or stopped by itself."""
-
-
-def _probe_answer_ok(answer: bytes) -> bool:
-    """Tell whether `answer` (the first 10 bytes of a reply) is our ApiVersions response."""
-    if len(answer) < 10:
-        return False
-    _size, correlation_id, _error_code = struct.unpack(">iih", answer[:10])
-    return bool(correlation_id == _CORRELATION_ID)
 
 
 def free_port(host: str) -> int:
@@ -178,7 +160,7 @@ class BrokerProcess:
             address = (self.host, self.port)
             with contextlib.suppress(OSError), socket.create_connection(address, 1.0) as sock:
                 sock.sendall(_PROBE)
-                if _probe_answer_ok(_recv_exactly(sock, 10)):
+                if answers(_recv_exactly(sock, ANSWER_PREFIX), _CORRELATION_ID):
                     return
             if time.monotonic() > deadline:
                 raise self._deadline_passed(within)
@@ -198,7 +180,7 @@ class BrokerProcess:
                     reader, writer = await asyncio.open_connection(self.host, self.port)
                     try:
                         writer.write(_PROBE)
-                        if _probe_answer_ok(await reader.readexactly(10)):
+                        if answers(await reader.readexactly(ANSWER_PREFIX), _CORRELATION_ID):
                             return
                     finally:
                         writer.close()

@@ -13,6 +13,7 @@ from aiokafka.abc import AbstractTokenProvider
 from aiokafka.conn import create_conn
 
 from aiomq._internal.kafka.errors import ErrorCode
+from aiomq._internal.probe import ANSWER_PREFIX, answers, api_versions_request
 from aiomq.dialer import Dialer, OAuthBearer
 from aiomq.errors import AuthenticationError, BrokerConnectionError, Error, TLSError
 
@@ -27,17 +28,8 @@ _AUTH_CODES: Final = frozenset(
     }
 )
 
-_PROBE_CORRELATION = b"aiom"
-_CLIENT_ID = b"aiomq-diagnosis"
-# ApiVersions v0: size, api key 18, version 0, correlation id, client id.
-_API_VERSIONS_PROBE = (
-    (10 + len(_CLIENT_ID)).to_bytes(4, "big")
-    + (18).to_bytes(2, "big")
-    + (0).to_bytes(2, "big")
-    + _PROBE_CORRELATION
-    + len(_CLIENT_ID).to_bytes(2, "big")
-    + _CLIENT_ID
-)
+_PROBE_CORRELATION: Final = 0x61696F6E
+_API_VERSIONS_PROBE: Final = api_versions_request(_PROBE_CORRELATION, b"aiomq-diagnosis")
 
 
 class _TokenProvider(AbstractTokenProvider):
@@ -137,12 +129,12 @@ async def _speaks_plaintext_kafka(host: str, port: int, limit: float) -> bool:
             reader, writer = await asyncio.open_connection(host, port)
             try:
                 writer.write(_API_VERSIONS_PROBE)
-                answer = await reader.readexactly(8)
+                answer = await reader.readexactly(ANSWER_PREFIX)
             finally:
                 writer.close()
     except (OSError, TimeoutError, asyncio.IncompleteReadError):
         return False
-    return answer[4:8] == _PROBE_CORRELATION
+    return answers(answer, _PROBE_CORRELATION)
 
 
 async def _unclear(address: str, dialer: Dialer | None, limit: float, what: str) -> Error:
