@@ -1,15 +1,23 @@
-"""The admin Client's request and result types, its settings, and the requests it builds."""
+"""The admin Client's request and result types, its settings, the requests it builds and how
+it sends them."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
 import pytest
+from aiokafka import errors as ak
+from aiokafka.client import AIOKafkaClient
+from aiokafka.cluster import ClusterMetadata
+from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment
 from aiokafka.protocol.metadata import MetadataResponse_v0, MetadataResponse_v1
+from aiokafka.structs import BrokerMetadata
 
 from aiomq import (
     FIRST_OFFSET,
+    BrokerError,
     Client,
     ClientConfig,
     ClosedError,
@@ -18,13 +26,17 @@ from aiomq import (
     TopicInfo,
     TopicSpec,
 )
-from aiomq._internal.admin.protocol import (
+from aiomq._internal.admin.call import AdminCall, new_client
+from aiomq._internal.admin.topics import topic_info
+from aiomq._internal.kafka.admin import (
     CreateTopicsRequest,
     IncrementalAlterConfigsRequest,
     ListGroupsWithStateRequest,
+    consumer_assignment,
     listed_groups,
+    metadata_request,
 )
-from aiomq._internal.admin.topics import topic_info
+from aiomq._internal.kafka.errors import ErrorCode
 from aiomq._internal.kafka.requests import entries
 
 # -- TopicSpec ----------------------------------------------------------------------------
@@ -209,3 +221,75 @@ def test_metadata_topics_read_by_field_name_alike_in_every_version() -> None:
     assert topic_info(old) == TopicInfo(name="t", internal=False, partitions=(partition,))
     assert topic_info(new) == TopicInfo(name="t", internal=True, partitions=(partition,))
     assert entries(MetadataResponse_v0([], None), "topics") == []
+
+
+def test_a_consumer_group_member_s_assignment_decodes_to_sorted_partitions() -> None:
+    raw = ConsumerProtocolMemberAssignment(0, [("b", [1, 0]), ("a", [2])], b"").encode()
+    assert consumer_assignment(raw) == (("a", 2), ("b", 0), ("b", 1))
+    assert consumer_assignment(b"\x00") == ()  # not the consumer protocol's layout
+
+
+# -- sending ------------------------------------------------------------------------------
+
+
+class Brokers:
+    """Stands in for the brokers a client knows and how each answers a request."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, failures: Mapping[int, Exception]) -> None:
+        self.asked: list[int] = []
+        self.failures = failures
+        known = [BrokerMetadata(node, "localhost", 9092 + node, None) for node in (1, 2)]
+        monkeypatch.setattr(ClusterMetadata, "brokers", lambda _: set(known))
+        monkeypatch.setattr(AIOKafkaClient, "send", self.send)
+
+    async def send(self, node: int, request: object) -> str:
+        self.asked.append(node)
+        if node in self.failures:
+            raise self.failures[node]
+        return f"answer of {node}"
+
+
+async def test_a_request_for_any_broker_moves_past_one_that_cannot_be_reached(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    brokers = Brokers(monkeypatch, {1: ak.NodeNotReadyError("down")})
+    kafka = new_client(ClientConfig(brokers=["localhost:9093"]))
+    try:
+        for _ in range(8):  # the brokers are asked in random order
+            assert await AdminCall(kafka, "list_topics").send_any(metadata_request([])) == (
+                "answer of 2"
+            )
+    finally:
+        await kafka.close()
+    assert set(brokers.asked) == {1, 2}
+
+
+async def test_a_request_no_broker_can_answer_fails_with_the_last_broker_s_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    down = {1: ak.KafkaConnectionError("one"), 2: ak.KafkaConnectionError("two")}
+    brokers = Brokers(monkeypatch, down)
+    kafka = new_client(ClientConfig(brokers=["localhost:9093"]))
+    try:
+        with pytest.raises(ak.KafkaConnectionError) as caught:
+            await AdminCall(kafka, "list_topics").send_any(metadata_request([]))
+    finally:
+        await kafka.close()
+    assert len(brokers.asked) == 2
+    assert caught.value is down[brokers.asked[-1]]
+
+
+async def test_an_api_the_broker_lacks_fails_at_once_naming_the_call(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    lacking = ak.IncompatibleBrokerVersion("no version in common")
+    brokers = Brokers(monkeypatch, {1: lacking, 2: lacking})
+    kafka = new_client(ClientConfig(brokers=["localhost:9093"]))
+    try:
+        with pytest.raises(BrokerError, match="does not support Metadata") as caught:
+            await AdminCall(kafka, "describe_cluster").send_any(metadata_request([]))
+    finally:
+        await kafka.close()
+    assert caught.value.code == ErrorCode.UNSUPPORTED_VERSION
+    assert "describe_cluster needs it" in str(caught.value)
+    assert len(brokers.asked) == 1

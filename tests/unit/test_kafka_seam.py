@@ -1,5 +1,5 @@
-"""The seam over aiokafka's private parts: its import check, its error codes, and reading
-responses by field name."""
+"""The seam over aiokafka's private parts: its import check, its error codes, reading
+responses by field name, and asking any broker."""
 
 from __future__ import annotations
 
@@ -11,13 +11,16 @@ from typing import Any
 import pytest
 from aiokafka import errors as ak
 from aiokafka.client import AIOKafkaClient
+from aiokafka.cluster import ClusterMetadata
 from aiokafka.consumer.fetcher import PartitionRecords
-from aiokafka.protocol.api import RequestStruct, Response
+from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment
+from aiokafka.protocol.api import Request, RequestStruct, Response
 from aiokafka.protocol.metadata import MetadataResponse_v0, MetadataResponse_v1
 from aiokafka.protocol.produce import ProduceRequest, ProduceResponse_v0, ProduceResponse_v2
 from aiokafka.protocol.types import Array, Int16, Int32, Schema, String
 
 from aiomq._internal import kafka
+from aiomq._internal.kafka.client import KafkaClient
 from aiomq._internal.kafka.errors import ErrorCode
 from aiomq._internal.kafka.metadata import _partitions_in
 from aiomq._internal.kafka.requests import entries
@@ -127,6 +130,39 @@ def test_a_record_encoder_that_takes_a_record_past_the_batch_size_fails_the_chec
         kafka.check()
 
 
+def test_a_request_base_that_no_longer_picks_the_newest_common_version_fails_the_check(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def prepare(self: Any, versions: dict[int, tuple[int, int]]) -> Any:
+        return self.build(self._CLASSES[0])
+
+    monkeypatch.setattr(Request, "prepare", prepare)
+
+    with pytest.raises(
+        ImportError,
+        match=r"aiokafka\.protocol\.api\.Request does not behave as expected: it does not build "
+        r"the newest version both sides know",
+    ):
+        kafka.check()
+
+
+def test_an_assignment_decoder_that_loses_partitions_fails_the_check(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    class Decoded:
+        def partitions(self) -> list[Any]:
+            return []
+
+    monkeypatch.setattr(ConsumerProtocolMemberAssignment, "decode", lambda _: Decoded())
+
+    with pytest.raises(
+        ImportError,
+        match=r"ConsumerProtocolMemberAssignment does not behave as expected: it does not decode "
+        r"the partitions it encoded \(aiomq uses it for the partitions assigned",
+    ):
+        kafka.check()
+
+
 def test_the_supported_range_is_the_one_the_package_requires() -> None:
     pyproject = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text())
     assert f"aiokafka{kafka.SUPPORTED_AIOKAFKA}" in pyproject["project"]["dependencies"]
@@ -161,3 +197,51 @@ def test_entries_read_nested_arrays_by_field_name_whatever_the_version() -> None
 
 def test_an_absent_array_has_no_entries() -> None:
     assert entries(MetadataResponse_v1([], 0, None), "topics") == []
+
+
+def a_client() -> KafkaClient:
+    return KafkaClient(
+        brokers=["localhost:9093"],
+        client_id="test",
+        dialer=None,
+        request_timeout=1.0,
+        metadata_max_age=300.0,
+    )
+
+
+async def test_with_no_broker_known_any_broker_is_the_one_aiokafka_picks(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(ClusterMetadata, "brokers", lambda _: set())
+    monkeypatch.setattr(AIOKafkaClient, "get_random_node", lambda _: 7)
+    asked: list[int] = []
+
+    async def send(node: int) -> str:
+        asked.append(node)
+        return "answer"
+
+    client = a_client()
+    try:
+        assert await client.ask_any_broker(send, skip=lambda _: True) == "answer"
+    finally:
+        await client.close()
+    assert asked == [7]
+
+
+async def test_with_no_broker_known_or_picked_any_broker_raises_the_error_asked_for(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(ClusterMetadata, "brokers", lambda _: set())
+    monkeypatch.setattr(AIOKafkaClient, "get_random_node", lambda _: None)
+
+    async def send(node: int) -> str:
+        raise AssertionError(f"sent to {node}")
+
+    client = a_client()
+    try:
+        with pytest.raises(LookupError, match="no broker"):
+            await client.ask_any_broker(
+                send, skip=lambda _: True, none_known=lambda: LookupError("no broker")
+            )
+    finally:
+        await client.close()

@@ -10,24 +10,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import random
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from datetime import datetime
-from typing import Any, Final, Protocol, TypeAlias, TypeVar
+from typing import Any, Final, Protocol, TypeVar
 
 from aiokafka import errors as ak
-from aiokafka.client import AIOKafkaClient
-from aiokafka.protocol.api import Request
-from aiokafka.protocol.commit import OffsetFetchRequest
-from aiokafka.protocol.coordination import FindCoordinatorRequest
-from aiokafka.protocol.metadata import MetadataRequest
-from aiokafka.protocol.offset import OffsetRequest
 
-from aiomq._internal.admin.protocol import GROUP_ACTIVE_CODES
 from aiomq._internal.backoff import backoff_delay
-from aiomq._internal.kafka.connect import connection_options
+from aiomq._internal.kafka.admin import (
+    find_coordinator_request,
+    list_offsets_request,
+    metadata_request,
+    offset_fetch_request,
+)
+from aiomq._internal.kafka.client import KafkaClient
 from aiomq._internal.kafka.errors import ErrorCode, broker_error, translate
-from aiomq._internal.kafka.requests import entries
+from aiomq._internal.kafka.requests import KafkaRequest, entries
 from aiomq._internal.lifecycle import Lifecycle
 from aiomq.dialer import Dialer
 from aiomq.errors import BrokerError, ClosedError, Error, RequestTimeoutError
@@ -37,6 +35,7 @@ __all__ = [
     "AdminCall",
     "AdminClient",
     "AdminSettings",
+    "GROUP_ACTIVE_CODES",
     "KafkaClient",
     "about_topics",
     "call_scope",
@@ -45,8 +44,11 @@ __all__ = [
 
 T = TypeVar("T")
 
-KafkaClient: TypeAlias = AIOKafkaClient
-"""The aiokafka client an admin Client sends through, built by `new_client`."""
+GROUP_ACTIVE_CODES: Final = frozenset(
+    {ErrorCode.ILLEGAL_GENERATION, ErrorCode.UNKNOWN_MEMBER_ID, ErrorCode.REBALANCE_IN_PROGRESS}
+)
+"""How a coordinator answers a commit made outside any generation while the group has
+members."""
 
 _LATEST: Final = -1
 
@@ -87,9 +89,9 @@ class AdminSettings(Protocol):
 
 class AdminClient(Protocol):
     """What a call needs of the admin Client making it (an `aiomq.admin.Client`): its
-    settings, its state, its aiokafka client and its logger."""
+    settings, its state, its cluster client and its logger."""
 
-    _kafka: AIOKafkaClient | None
+    _kafka: KafkaClient | None
     _life: Lifecycle
     _log: Any
 
@@ -97,19 +99,22 @@ class AdminClient(Protocol):
     def config(self) -> AdminSettings: ...
 
 
-def new_client(config: AdminSettings) -> AIOKafkaClient:
-    """Build, without connecting it, the aiokafka client an admin client sends through.
+def new_client(config: AdminSettings) -> KafkaClient:
+    """Build, without connecting it, the cluster client an admin client sends through.
 
     Args:
         config: The admin client's settings.
     """
-    return AIOKafkaClient(
-        bootstrap_servers=list(config.brokers),
+    return KafkaClient(
+        brokers=config.brokers,
         client_id=config.effective_client_id,
-        **connection_options(config.dialer),
+        dialer=config.dialer,
         # aiokafka's own per-request limit sits just past the call's, so the call's
         # deadline is the one that fires, with a message naming the call.
-        request_timeout_ms=int(config.timeout * 1000) + 1000,
+        request_timeout=config.timeout + 1.0,
+        # aiokafka's default: a call asks for the metadata it acts on itself, and reads
+        # the client's own only for the brokers it may ask.
+        metadata_max_age=300.0,
     )
 
 
@@ -169,7 +174,7 @@ def about_topics(names: Iterable[str]) -> str:
 
 
 class AdminCall:
-    """One call of the admin Client: its aiokafka client, its name, its last retried error.
+    """One call of the admin Client: its cluster client, its name, its last retried error.
 
     Every method may raise aiokafka's exceptions; `call_scope` maps them when the call
     ends. Answers are read by field name (`aiomq._internal.kafka.requests.entries`).
@@ -177,12 +182,12 @@ class AdminCall:
 
     __slots__ = ("client", "last_error", "operation")
 
-    def __init__(self, client: AIOKafkaClient, operation: str) -> None:
+    def __init__(self, client: KafkaClient, operation: str) -> None:
         self.client = client
         self.operation = operation
         self.last_error: Error | None = None
 
-    async def send(self, node: int, request: Request[Any]) -> Any:
+    async def send(self, node: int, request: KafkaRequest) -> Any:
         """Send to one broker; an API it lacks is an UNSUPPORTED_VERSION BrokerError."""
         try:
             return await self.client.send(node, request)
@@ -196,18 +201,15 @@ class AdminCall:
                 ),
             ) from exc
 
-    async def send_any(self, request: Request[Any]) -> Any:
+    async def send_any(self, request: KafkaRequest) -> Any:
         """Send to one known broker after another, until one can be reached."""
-        nodes: list[int] = [b.nodeId for b in self.client.cluster.brokers()]
-        random.shuffle(nodes)
-        if not nodes:
-            nodes = [self.client.get_random_node()]
-        for node in nodes[:-1]:
-            with contextlib.suppress(ak.NodeNotReadyError, ak.KafkaConnectionError):
-                return await self.send(node, request)
-        return await self.send(nodes[-1], request)
 
-    async def send_to_controller(self, request: Request[Any]) -> Any:
+        async def send(node: int) -> Any:
+            return await self.send(node, request)
+
+        return await self.client.ask_any_broker(send, skip=_unreachable)
+
+    async def send_to_controller(self, request: KafkaRequest) -> Any:
         """Send to the controller; to any broker when it is unknown (KRaft brokers forward)."""
         response = await self.metadata([])
         controller = getattr(response, "controller_id", -1)
@@ -231,7 +233,7 @@ class AdminCall:
 
     async def metadata(self, topics: list[str] | None) -> Any:
         """Ask for the metadata of `topics` (None: every topic), never creating one."""
-        return await self.send_any(MetadataRequest(topics, allow_auto_topic_creation=False))
+        return await self.send_any(metadata_request(topics))
 
     async def describe(self, names: list[str]) -> dict[str, Any]:
         """The metadata topic entries of existing topics, waiting out leader elections.
@@ -313,7 +315,7 @@ class AdminCall:
             )
         answers = await asyncio.gather(
             *(
-                self.send(leader, OffsetRequest(-1, 0, [(topic, [(p, timestamp) for p in parts])]))
+                self.send(leader, list_offsets_request(topic, parts, timestamp))
                 for leader, parts in by_leader.items()
             )
         )
@@ -331,7 +333,7 @@ class AdminCall:
         """The node id of the group's coordinator."""
 
         async def attempt() -> int:
-            response = await self.send_any(FindCoordinatorRequest(group_id, 0))
+            response = await self.send_any(find_coordinator_request(group_id))
             if response.error_code:
                 raise broker_error(response.error_code, detail=f"group {group_id!r}")
             node: int = response.coordinator_id
@@ -340,7 +342,7 @@ class AdminCall:
         return await self.retrying(attempt)
 
     async def to_coordinator(
-        self, group_id: str, request: Request[Any], codes: Callable[[Any], Iterable[int]]
+        self, group_id: str, request: KafkaRequest, codes: Callable[[Any], Iterable[int]]
     ) -> Any:
         """Send a group request to the group's coordinator, finding it again if it moved.
 
@@ -374,7 +376,8 @@ class AdminCall:
             found += [p.error_code for t in entries(response, "topics") for p in t.partitions]
             return found
 
-        response = await self.to_coordinator(group_id, OffsetFetchRequest(group_id, wanted), codes)
+        request = offset_fetch_request(group_id, wanted)
+        response = await self.to_coordinator(group_id, request, codes)
         if getattr(response, "error_code", 0):
             raise broker_error(response.error_code, detail=f"group {group_id!r}")
         committed: dict[tuple[str, int], int] = {}
@@ -389,3 +392,9 @@ class AdminCall:
                     )
                 committed[(topic.topic, p.partition)] = p.offset
         return committed
+
+
+def _unreachable(exc: Exception) -> bool:
+    """Tell whether a failure to send is the broker's being out of reach, so that another
+    broker may answer."""
+    return isinstance(exc, ak.NodeNotReadyError | ak.KafkaConnectionError)

@@ -10,15 +10,14 @@ import asyncio
 from collections.abc import Sequence
 from typing import Any, Final
 
-from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment
-from aiokafka.protocol.admin import DeleteGroupsRequest, DescribeGroupsRequest
-from aiokafka.protocol.commit import OffsetCommitRequest
-
-from aiomq._internal.admin.call import AdminCall, AdminClient, call_scope
-from aiomq._internal.admin.protocol import (
-    GROUP_ACTIVE_CODES,
+from aiomq._internal.admin.call import GROUP_ACTIVE_CODES, AdminCall, AdminClient, call_scope
+from aiomq._internal.kafka.admin import (
     ListGroupsWithStateRequest,
+    consumer_assignment,
+    delete_groups_request,
+    describe_groups_request,
     listed_groups,
+    offset_commit_request,
 )
 from aiomq._internal.kafka.errors import ErrorCode, broker_error
 from aiomq._internal.kafka.requests import entries
@@ -139,16 +138,9 @@ async def reset_group_offsets(
             offsets = {p: min(max(to, first[p]), last.get(p, to)) for p in first}
         else:
             offsets = await call.list_offsets(topic, to)
-        request = OffsetCommitRequest(
-            group_id,
-            OffsetCommitRequest.DEFAULT_GENERATION_ID,
-            "",
-            OffsetCommitRequest.DEFAULT_RETENTION_TIME,
-            [(topic, [(p, o, "") for p, o in sorted(offsets.items())])],
-        )
         response = await call.to_coordinator(
             group_id,
-            request,
+            offset_commit_request(group_id, topic, offsets),
             lambda r: (p.error_code for t in entries(r, "topics") for p in t.partitions),
         )
     for entry in entries(response, "topics"):
@@ -183,7 +175,7 @@ async def delete_groups(client: AdminClient, group_ids: Sequence[str]) -> None:
         for group_id in group_ids:
             response = await call.to_coordinator(
                 group_id,
-                DeleteGroupsRequest([group_id]),
+                delete_groups_request(group_id),
                 lambda r: (e.error_code for e in entries(r, "results")),
             )
             for entry in entries(response, "results"):
@@ -196,7 +188,7 @@ async def _describe_group(call: AdminCall, group_id: str) -> GroupInfo:
     """Ask the group's coordinator to describe it, within a call already running."""
     response = await call.to_coordinator(
         group_id,
-        DescribeGroupsRequest([group_id]),
+        describe_groups_request(group_id),
         lambda r: (g.error_code for g in entries(r, "groups")),
     )
     for group in entries(response, "groups"):
@@ -224,11 +216,7 @@ def _member_info(entry: Any, protocol_type: str | None) -> MemberInfo:
     raw = entry.member_assignment
     assignment: tuple[tuple[str, int], ...] = ()
     if protocol_type == "consumer" and raw:
-        try:
-            decoded = ConsumerProtocolMemberAssignment.decode(raw)
-            assignment = tuple(sorted((tp.topic, tp.partition) for tp in decoded.partitions()))
-        except (ValueError, TypeError):
-            assignment = ()  # not the consumer protocol's layout after all
+        assignment = consumer_assignment(raw)
     return MemberInfo(
         member_id=entry.member_id,
         client_id=entry.client_id or "",

@@ -12,19 +12,15 @@ import asyncio
 from collections.abc import Mapping
 from typing import Any
 
-from aiokafka.protocol.admin import (
-    CreatePartitionsRequest,
-    DeleteTopicsRequest,
-    DescribeConfigsRequest,
-)
-
 from aiomq._internal.admin.call import AdminClient, about_topics, call_scope
-from aiomq._internal.admin.protocol import (
-    RESOURCE_TOPIC,
+from aiomq._internal.backoff import backoff_delay
+from aiomq._internal.kafka.admin import (
     CreateTopicsRequest,
     IncrementalAlterConfigsRequest,
+    create_partitions_request,
+    delete_topics_request,
+    describe_configs_request,
 )
-from aiomq._internal.backoff import backoff_delay
 from aiomq._internal.kafka.errors import ErrorCode, broker_error
 from aiomq._internal.kafka.requests import entries
 from aiomq.cluster import BrokerInfo, ClusterInfo, OffsetSpec, PartitionInfo, TopicInfo, TopicSpec
@@ -129,7 +125,7 @@ async def delete_topics(client: AdminClient, names: list[str]) -> None:
         BrokerError: The first topic the broker refused to delete; the others are deleted.
     """
     async with call_scope(client, "delete_topics", about_topics(names)) as call:
-        request = DeleteTopicsRequest(names, int(client.config.timeout * 1000))
+        request = delete_topics_request(names, int(client.config.timeout * 1000))
         response = await call.send_to_controller(request)
         failures = [
             broker_error(t.error_code, topic=t.topic)
@@ -184,9 +180,7 @@ async def create_partitions(client: AdminClient, topic: str, total: int) -> None
         total: The partition count wanted, 1 or more.
     """
     async with call_scope(client, "create_partitions", f" for topic {topic!r}") as call:
-        # A null assignment lets the controller place the new partitions.
-        growth: list[Any] = [(topic, (total, None))]
-        request = CreatePartitionsRequest(growth, int(client.config.timeout * 1000), False)
+        request = create_partitions_request(topic, total, int(client.config.timeout * 1000))
         response = await call.send_to_controller(request)
         for entry in entries(response, "topic_errors"):
             if entry.error_code:
@@ -236,8 +230,7 @@ async def describe_configs(client: AdminClient, topic: str) -> dict[str, str]:
     async with call_scope(client, "describe_configs", f" for topic {topic!r}") as call:
         # Not every broker refuses a missing topic here; the metadata always does.
         await call.describe([topic])
-        request = DescribeConfigsRequest([(RESOURCE_TOPIC, topic, None)], False)
-        response = await call.send_any(request)
+        response = await call.send_any(describe_configs_request(topic))
     configs: dict[str, str] = {}
     for resource in entries(response, "resources"):
         if resource.error_code:

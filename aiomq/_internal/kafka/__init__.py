@@ -109,6 +109,60 @@ def _describes_codes(for_code: Any) -> None:
         raise AssertionError("it does not describe code 3 as UNKNOWN_TOPIC_OR_PARTITION")
 
 
+def _picks_versions(request: Any) -> None:
+    """A request is built at the newest version both sides know; with none in common it
+    raises IncompatibleBrokerVersion (an API the broker lacks) or NotImplementedError (only
+    versions aiokafka lacks), which the admin Client reports as UNSUPPORTED_VERSION."""
+    from aiokafka.errors import IncompatibleBrokerVersion
+    from aiokafka.protocol.api import RequestStruct, Response
+    from aiokafka.protocol.types import Schema
+
+    class Answer(Response):
+        API_KEY = 9999
+        API_VERSION = 0
+        SCHEMA = Schema()
+
+    class Ask_v0(RequestStruct):
+        API_KEY = 9999
+        API_VERSION = 0
+        RESPONSE_TYPE = Answer
+        SCHEMA = Schema()
+
+    class Ask_v1(Ask_v0):
+        API_VERSION = 1
+
+    class Ask(request[Ask_v0 | Ask_v1]):  # type: ignore[misc]
+        API_KEY = 9999
+
+        def build(self, request_struct_class: Any) -> Any:
+            return request_struct_class()
+
+    if type(Ask().prepare({9999: (0, 5)})) is not Ask_v1:
+        raise AssertionError("it does not build the newest version both sides know")
+    for versions, error in (({}, IncompatibleBrokerVersion), ({9999: (2, 5)}, NotImplementedError)):
+        try:
+            Ask().prepare(versions)
+        except error:
+            continue
+        raise AssertionError(f"it raises no {error.__name__} when no version is in common")
+
+
+def _decodes_assignments(assignment: Any) -> None:
+    """A consumer-protocol assignment decodes to the partitions it was encoded with, and
+    bytes that are not one raise ValueError."""
+    raw = assignment(0, [("t", [1, 0])], b"").encode()
+    if sorted((tp.topic, tp.partition) for tp in assignment.decode(raw).partitions()) != [
+        ("t", 0),
+        ("t", 1),
+    ]:
+        raise AssertionError("it does not decode the partitions it encoded")
+    try:
+        assignment.decode(b"\x00")
+    except ValueError:
+        return
+    raise AssertionError("it decodes a truncated assignment without a ValueError")
+
+
 _CLIENT: Final = "aiokafka.client"
 _CONNECTION_SETTINGS: Final = (
     "client_id",
@@ -284,6 +338,211 @@ INTERNALS: Final[tuple[Internal, ...]] = (
         "the code, name and retriability of a broker's error (errors.broker_error)",
         params=("error_code",),
         probe=_describes_codes,
+    ),
+    # The admin Client (admin, client.KafkaClient.send and .ask_any_broker).
+    Internal(
+        _CLIENT,
+        "AIOKafkaClient.send",
+        "sending the admin Client's requests (client.KafkaClient.send)",
+        params=("node_id", "request"),
+    ),
+    Internal(
+        "aiokafka.protocol.api",
+        "Request",
+        "building each request at the newest version both sides know, and the requests "
+        "aiokafka lacks (admin)",
+        attrs=("prepare", "build"),
+        probe=_picks_versions,
+    ),
+    Internal(
+        "aiokafka.protocol.api",
+        "RequestStruct",
+        "the request versions aiokafka lacks (admin)",
+        attrs=("FLEXIBLE_VERSION", "encode", "build_request_header"),
+    ),
+    Internal(
+        "aiokafka.protocol.api",
+        "Response",
+        "the answers of the request versions aiokafka lacks (admin)",
+        attrs=("decode",),
+    ),
+    *(
+        Internal(
+            "aiokafka.protocol.types",
+            name,
+            "the schemas of the request versions aiokafka lacks (admin)",
+            attrs=("encode", "decode"),
+        )
+        for name in (
+            "Array",
+            "Boolean",
+            "CompactArray",
+            "CompactString",
+            "Int8",
+            "Int16",
+            "Int32",
+            "String",
+            "TaggedFields",
+        )
+    ),
+    Internal(
+        "aiokafka.protocol.metadata",
+        "MetadataRequest",
+        "describing the cluster's brokers and topics, and finding partition leaders "
+        "(admin.metadata_request)",
+        params=("topics", "allow_auto_topic_creation"),
+        response_fields=(
+            "brokers.node_id",
+            "brokers.host",
+            "brokers.port",
+            "topics.error_code",
+            "topics.topic",
+            "topics.partitions.partition",
+            "topics.partitions.leader",
+            "topics.partitions.replicas",
+            "topics.partitions.isr",
+        ),
+    ),
+    Internal(
+        "aiokafka.protocol.admin",
+        "CreateTopicsRequest",
+        "creating topics at versions 1 to 3, and the layout of version 4 "
+        "(admin.CreateTopicsRequest)",
+        response_fields=("topic_errors.topic", "topic_errors.error_code"),
+    ),
+    *(
+        Internal(
+            "aiokafka.protocol.admin",
+            name,
+            "creating topics (admin.CreateTopicsRequest)",
+            attrs=("API_VERSION", "SCHEMA"),
+        )
+        for name in (
+            "CreateTopicsRequest_v1",
+            "CreateTopicsRequest_v2",
+            "CreateTopicsRequest_v3",
+            "CreateTopicsResponse_v3",
+        )
+    ),
+    Internal(
+        "aiokafka.protocol.admin",
+        "ListGroupsRequest",
+        "listing consumer groups before version 4 (admin.ListGroupsWithStateRequest)",
+        response_fields=("error_code", "groups.group", "groups.protocol_type"),
+    ),
+    *(
+        Internal(
+            "aiokafka.protocol.admin",
+            name,
+            "listing consumer groups before version 4 (admin.ListGroupsWithStateRequest)",
+            attrs=("API_VERSION", "SCHEMA"),
+        )
+        for name in ("ListGroupsRequest_v0", "ListGroupsRequest_v1", "ListGroupsRequest_v2")
+    ),
+    Internal(
+        "aiokafka.protocol.admin",
+        "DeleteTopicsRequest",
+        "deleting topics (admin.delete_topics_request)",
+        params=("topics", "timeout"),
+        response_fields=("topic_error_codes.topic", "topic_error_codes.error_code"),
+    ),
+    Internal(
+        "aiokafka.protocol.admin",
+        "CreatePartitionsRequest",
+        "adding partitions to a topic (admin.create_partitions_request)",
+        params=("topic_partitions", "timeout", "validate_only"),
+        response_fields=(
+            "topic_errors.topic",
+            "topic_errors.error_code",
+            "topic_errors.error_message",
+        ),
+    ),
+    Internal(
+        "aiokafka.protocol.admin",
+        "DescribeConfigsRequest",
+        "reading a topic's configs (admin.describe_configs_request)",
+        params=("resources", "include_synonyms"),
+        response_fields=(
+            "resources.error_code",
+            "resources.error_message",
+            "resources.config_entries.config_names",
+            "resources.config_entries.config_value",
+        ),
+    ),
+    Internal(
+        "aiokafka.protocol.admin",
+        "DescribeGroupsRequest",
+        "describing a consumer group and its members (admin.describe_groups_request)",
+        params=("groups",),
+        response_fields=(
+            "groups.error_code",
+            "groups.group",
+            "groups.state",
+            "groups.protocol_type",
+            "groups.protocol",
+            "groups.members.member_id",
+            "groups.members.client_id",
+            "groups.members.client_host",
+            "groups.members.member_assignment",
+        ),
+    ),
+    Internal(
+        "aiokafka.protocol.admin",
+        "DeleteGroupsRequest",
+        "deleting consumer groups (admin.delete_groups_request)",
+        params=("group_names",),
+        response_fields=("results.group_id", "results.error_code"),
+    ),
+    Internal(
+        "aiokafka.protocol.coordination",
+        "FindCoordinatorRequest",
+        "finding a consumer group's coordinator (admin.find_coordinator_request)",
+        params=("coordinator_key", "coordinator_type"),
+        response_fields=("error_code", "coordinator_id"),
+    ),
+    Internal(
+        "aiokafka.protocol.offset",
+        "OffsetRequest",
+        "the offsets of a topic's partitions at a time, first or last (admin.list_offsets_request)",
+        params=("replica_id", "isolation_level", "topics"),
+        response_fields=("topics.partitions.partition", "topics.partitions.error_code"),
+    ),
+    Internal(
+        "aiokafka.protocol.commit",
+        "OffsetFetchRequest",
+        "a consumer group's committed offsets (admin.offset_fetch_request)",
+        params=("consumer_group", "partitions"),
+        response_fields=(
+            "topics.topic",
+            "topics.partitions.partition",
+            "topics.partitions.offset",
+            "topics.partitions.error_code",
+        ),
+    ),
+    Internal(
+        "aiokafka.protocol.commit",
+        "OffsetCommitRequest",
+        "resetting a consumer group's offsets (admin.offset_commit_request)",
+        attrs=("DEFAULT_GENERATION_ID", "DEFAULT_RETENTION_TIME"),
+        params=(
+            "consumer_group",
+            "consumer_group_generation_id",
+            "consumer_id",
+            "retention_time",
+            "topics",
+        ),
+        response_fields=(
+            "topics.topic",
+            "topics.partitions.partition",
+            "topics.partitions.error_code",
+        ),
+    ),
+    Internal(
+        "aiokafka.coordinator.protocol",
+        "ConsumerProtocolMemberAssignment",
+        "the partitions assigned to each member of a consumer group (admin.consumer_assignment)",
+        attrs=("decode", "partitions"),
+        probe=_decodes_assignments,
     ),
 )
 """Every private or undocumented part of aiokafka the seam relies on, and what for."""

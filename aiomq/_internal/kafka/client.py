@@ -1,4 +1,4 @@
-"""aiokafka's cluster client, behind the operations the Writer needs.
+"""aiokafka's cluster client, behind the operations the Writer and the admin Client need.
 
 `KafkaClient` owns one `AIOKafkaClient`: its connections, one per broker, and its view of
 the cluster's metadata, refreshed in the background. Build it inside the running event
@@ -8,23 +8,27 @@ loop, as aiokafka binds to the loop it is built in.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from contextlib import suppress
+from typing import Any, TypeVar
 
 from aiokafka.client import AIOKafkaClient
 
 from aiomq._internal.kafka.connect import connection_options, open_client
 from aiomq._internal.kafka.errors import map_errors
-from aiomq._internal.kafka.metadata import topic_partitions
+from aiomq._internal.kafka.metadata import ask_any_broker, topic_partitions
 from aiomq._internal.kafka.produce import init_producer_id, send_batch
+from aiomq._internal.kafka.requests import KafkaRequest
 from aiomq.dialer import Dialer
 from aiomq.errors import Error
 
 __all__ = ["KafkaClient"]
 
+T = TypeVar("T")
+
 
 class KafkaClient:
-    """A connection to a Kafka cluster, for writing.
+    """A connection to a Kafka cluster, for writing or administering it.
 
     Args:
         brokers: The bootstrap addresses, as `host:port` strings.
@@ -64,6 +68,12 @@ class KafkaClient:
         """
         with map_errors(brokers=self.brokers):
             await open_client(self._client.bootstrap, self.brokers, self._dialer)
+
+    async def bootstrap(self) -> None:
+        """Connect to the cluster and read its metadata, with neither `start`'s time limit
+        nor its diagnosis: aiokafka's exceptions pass through, for a caller that runs
+        `aiomq._internal.kafka.connect.open_client` itself."""
+        await self._client.bootstrap()
 
     async def close(self) -> None:
         """Close every connection and end the metadata refresh."""
@@ -123,3 +133,27 @@ class KafkaClient:
             BrokerError: The broker refused.
         """
         return await init_producer_id(self._client, self.brokers)
+
+    async def send(self, node: int, request: KafkaRequest) -> Any:
+        """Send `request` to one broker, by node id, and return its decoded answer.
+
+        aiokafka's exceptions pass through unmapped, for the caller to map with what it
+        knows of the request.
+
+        Raises:
+            IncompatibleBrokerVersion, NotImplementedError: The broker and aiokafka know no
+                version of the request in common.
+            NodeNotReadyError, KafkaConnectionError: The broker cannot be reached.
+        """
+        return await self._client.send(node, request)
+
+    async def ask_any_broker(
+        self,
+        send: Callable[[int], Awaitable[T]],
+        *,
+        skip: Callable[[Exception], bool],
+        none_known: Callable[[], Exception] | None = None,
+    ) -> T:
+        """Call `send(node)` for one known broker after another, in random order, until one
+        answers (see `aiomq._internal.kafka.metadata.ask_any_broker`)."""
+        return await ask_any_broker(self._client, send, skip=skip, none_known=none_known)

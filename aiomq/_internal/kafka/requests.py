@@ -9,6 +9,8 @@ a named tuple of its schema's fields, and so do the entries of the arrays inside
 
 A field that only some versions have is read with a default, `getattr(entry, "timestamp",
 -1)`, so that the code says which versions lack it.
+
+`KafkaRequest` is the type of the requests themselves, whatever their API.
 """
 
 from __future__ import annotations
@@ -16,11 +18,16 @@ from __future__ import annotations
 import functools
 from collections import namedtuple
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, TypeAlias
 
+from aiokafka.protocol.api import Request
 from aiokafka.protocol.types import Array, Schema
 
-__all__ = ["entries"]
+__all__ = ["KafkaRequest", "entries"]
+
+KafkaRequest: TypeAlias = Request[Any]
+"""A request of any API, as aiokafka's client sends it: at the newest version both the
+broker and aiokafka know (`aiomq._internal.kafka.admin` builds the admin Client's)."""
 
 _Reader = Callable[[Sequence[Any]], Any]
 # Called through a variable: the field names are known only at run time.

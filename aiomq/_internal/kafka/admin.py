@@ -1,6 +1,9 @@
-"""The admin Client's wire protocol: the requests aiokafka lacks.
+"""The admin Client's requests: aiokafka's, built from what a call knows, and those it lacks.
 
-The requests aiokafka's protocol package lacks are built with its Struct machinery:
+aiokafka's protocol package has most of the requests the admin Client sends, each taking
+its fields as tuples in the layout of its schema. The functions here build them from what
+a call knows (a topic, a group, offsets), so that no layout leaves the seam. The requests
+aiokafka lacks are built with its Struct machinery:
 
 - IncrementalAlterConfigs (API 44, v0): changes only the named configs of a resource.
   aiokafka has the older AlterConfigs, which replaces the whole set (every config not
@@ -10,25 +13,37 @@ The requests aiokafka's protocol package lacks are built with its Struct machine
 - ListGroups v4 (API 16): adds each group's state to the listing. aiokafka stops at v2;
   this request falls back to those versions on brokers older than Kafka 2.6.
 
-Their answers, like every other, are read by field name with
-`aiomq._internal.kafka.requests.entries`.
+Every request goes out at the newest version both sides know. The answers are read by
+field name with `aiomq._internal.kafka.requests.entries`; the fields the admin reads of
+each are checked at import (`INTERNALS`). `consumer_assignment` decodes a group member's
+assignment, in the layout of the consumer protocol.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, Final, TypeAlias
 
+from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment
 from aiokafka.protocol.admin import (
+    CreatePartitionsRequest,
     CreateTopicsRequest_v1,
     CreateTopicsRequest_v2,
     CreateTopicsRequest_v3,
     CreateTopicsResponse_v3,
+    DeleteGroupsRequest,
+    DeleteTopicsRequest,
+    DescribeConfigsRequest,
+    DescribeGroupsRequest,
     ListGroupsRequest_v0,
     ListGroupsRequest_v1,
     ListGroupsRequest_v2,
 )
 from aiokafka.protocol.api import Request, RequestStruct, Response
+from aiokafka.protocol.commit import OffsetCommitRequest, OffsetFetchRequest
+from aiokafka.protocol.coordination import FindCoordinatorRequest
+from aiokafka.protocol.metadata import MetadataRequest
+from aiokafka.protocol.offset import OffsetRequest
 from aiokafka.protocol.types import (
     Array,
     Boolean,
@@ -42,25 +57,28 @@ from aiokafka.protocol.types import (
     TaggedFields,
 )
 
-from aiomq._internal.kafka.errors import ErrorCode
-from aiomq._internal.kafka.requests import entries
+from aiomq._internal.kafka.requests import KafkaRequest, entries
 
 __all__ = [
     "CONFIG_DELETE",
     "CONFIG_SET",
+    "RESOURCE_TOPIC",
     "CreateTopicsRequest",
-    "GROUP_ACTIVE_CODES",
     "IncrementalAlterConfigsRequest",
     "ListGroupsWithStateRequest",
-    "RESOURCE_TOPIC",
+    "consumer_assignment",
+    "create_partitions_request",
+    "delete_groups_request",
+    "delete_topics_request",
+    "describe_configs_request",
+    "describe_groups_request",
+    "find_coordinator_request",
+    "list_offsets_request",
     "listed_groups",
+    "metadata_request",
+    "offset_commit_request",
+    "offset_fetch_request",
 ]
-
-GROUP_ACTIVE_CODES: Final = frozenset(
-    {ErrorCode.ILLEGAL_GENERATION, ErrorCode.UNKNOWN_MEMBER_ID, ErrorCode.REBALANCE_IN_PROGRESS}
-)
-"""How a coordinator answers a commit made outside any generation while the group has
-members."""
 
 RESOURCE_TOPIC: Final = 2
 """The config resource type of a topic."""
@@ -70,6 +88,80 @@ CONFIG_SET: Final = 0
 
 CONFIG_DELETE: Final = 1
 """IncrementalAlterConfigs operation: remove the value, reverting to the default."""
+
+_GROUP_COORDINATOR: Final = 0
+"""FindCoordinator's key type of a consumer group (1 is a transactional id)."""
+
+_CLIENT_REPLICA: Final = -1
+"""ListOffsets' replica id of a client, as opposed to a follower broker."""
+
+_READ_UNCOMMITTED: Final = 0
+"""ListOffsets' isolation level that counts every message, committed or not."""
+
+
+# -- aiokafka's requests, from what a call knows ---------------------------------------------
+
+
+def metadata_request(topics: list[str] | None) -> KafkaRequest:
+    """Metadata of `topics` (None: every topic; []: only the brokers), never creating one."""
+    return MetadataRequest(topics, allow_auto_topic_creation=False)
+
+
+def list_offsets_request(topic: str, partitions: Iterable[int], timestamp: int) -> KafkaRequest:
+    """ListOffsets: the offset at `timestamp` (milliseconds; -1 the end, -2 the start) of
+    partitions of one topic, all led by the broker it goes to."""
+    return OffsetRequest(
+        _CLIENT_REPLICA, _READ_UNCOMMITTED, [(topic, [(p, timestamp) for p in partitions])]
+    )
+
+
+def find_coordinator_request(group_id: str) -> KafkaRequest:
+    """FindCoordinator for a consumer group."""
+    return FindCoordinatorRequest(group_id, _GROUP_COORDINATOR)
+
+
+def offset_fetch_request(group_id: str, partitions: list[tuple[str, list[int]]]) -> KafkaRequest:
+    """OffsetFetch: the group's committed offsets of `(topic, [partition, ...])` pairs."""
+    return OffsetFetchRequest(group_id, partitions)
+
+
+def offset_commit_request(group_id: str, topic: str, offsets: Mapping[int, int]) -> KafkaRequest:
+    """OffsetCommit of offsets (by partition) of one topic, outside any generation and by no
+    member, as a group with no members accepts it; kept for the broker's retention time."""
+    return OffsetCommitRequest(
+        group_id,
+        OffsetCommitRequest.DEFAULT_GENERATION_ID,
+        "",
+        OffsetCommitRequest.DEFAULT_RETENTION_TIME,
+        [(topic, [(p, o, "") for p, o in sorted(offsets.items())])],
+    )
+
+
+def delete_topics_request(names: list[str], timeout_ms: int) -> KafkaRequest:
+    """DeleteTopics, the controller waiting up to `timeout_ms` for the deletions."""
+    return DeleteTopicsRequest(names, timeout_ms)
+
+
+def create_partitions_request(topic: str, total: int, timeout_ms: int) -> KafkaRequest:
+    """CreatePartitions growing `topic` to `total`, the controller placing the new ones."""
+    # A null assignment lets the controller place the new partitions.
+    growth: list[Any] = [(topic, (total, None))]
+    return CreatePartitionsRequest(growth, timeout_ms, False)
+
+
+def describe_configs_request(topic: str) -> KafkaRequest:
+    """DescribeConfigs of every config of one topic, without synonyms."""
+    return DescribeConfigsRequest([(RESOURCE_TOPIC, topic, None)], False)
+
+
+def describe_groups_request(group_id: str) -> KafkaRequest:
+    """DescribeGroups of one group."""
+    return DescribeGroupsRequest([group_id])
+
+
+def delete_groups_request(group_id: str) -> KafkaRequest:
+    """DeleteGroups of one group."""
+    return DeleteGroupsRequest([group_id])
 
 
 # -- requests aiokafka lacks -----------------------------------------------------------------
@@ -225,3 +317,13 @@ def listed_groups(response: Any) -> list[tuple[str, str, str | None]]:
         (g.group, g.protocol_type or "", getattr(g, "group_state", None))
         for g in entries(response, "groups")
     ]
+
+
+def consumer_assignment(raw: bytes) -> tuple[tuple[str, int], ...]:
+    """The `(topic, partition)` pairs, sorted, of a member assignment in the layout of the
+    consumer protocol; none when `raw` does not decode as one."""
+    try:
+        decoded = ConsumerProtocolMemberAssignment.decode(raw)
+        return tuple(sorted((tp.topic, tp.partition) for tp in decoded.partitions()))
+    except (ValueError, TypeError):
+        return ()  # not the consumer protocol's layout after all
