@@ -38,7 +38,7 @@ from aiomq._internal.kafka.consumer import stop_consumer
 from aiomq._internal.kafka.errors import map_errors
 from aiomq._internal.kafka.record_hook import MessageFactory
 from aiomq._internal.kafka.record_hook import install as install_record_hook
-from aiomq._internal.lifecycle import AsyncResource
+from aiomq._internal.lifecycle import AsyncResource, Phase
 from aiomq._internal.log import get_logger
 from aiomq._internal.shield import finish_shielded
 from aiomq.errors import ClosedError, CommitError, ConfigError
@@ -56,6 +56,8 @@ __all__ = [
 ]
 
 _NEVER: Final = -1
+
+_OPEN: Final = Phase.OPEN
 
 # What stopping the client may take beyond a second: one LeaveGroup round trip.
 _LEAVE_ROUND_TRIP: Final = 1.0
@@ -217,6 +219,10 @@ class Reader(AsyncResource):
         # positions and the group handler work on it.
         self._core = ReaderState(cfg, log, partition=partition, start_offset=cfg.start_offset)
         self._commits = GroupCommits(self._core)
+        # The read calls' hot path: the state's buffer (changed in place, never replaced)
+        # and its lifecycle, held here to save attribute look-ups per message.
+        self._buffer = self._core.buffer
+        self._life = self._core.life
 
     def __repr__(self) -> str:
         core = self._core
@@ -326,8 +332,10 @@ class Reader(AsyncResource):
             BrokerConnectionError: The cluster has been unreachable for longer than
                 `unavailable_timeout`.
         """
-        core = self._fetching()
-        buffer = core.buffer
+        core = self._core
+        if self._life.phase is not _OPEN or core.position_commits:
+            self._fetching()
+        buffer = self._buffer
         while not buffer:
             await fill(core)
         return buffer.popleft()
@@ -370,8 +378,9 @@ class Reader(AsyncResource):
             CommitError: The commit failed; `.messages` holds the message that was read.
         """
         core = self._core
-        core.check_open()
-        buffer = core.buffer
+        if self._life.phase is not _OPEN:
+            core.check_open()
+        buffer = self._buffer
         while not buffer:
             await fill(core)
         message = buffer.popleft()
