@@ -617,3 +617,50 @@ async def test_the_readme_outage_rehearsal_raises_broker_connection_error(
         with pytest.raises(BrokerConnectionError):
             async with asyncio.timeout(DEADLINE):
                 await r.fetch_message()
+
+
+class CountingHandler:
+    """A handler that counts the messages its claims see."""
+
+    def __init__(self) -> None:
+        self.seen = 0
+
+    async def setup(self, session: GroupSession) -> None:
+        pass
+
+    async def consume_claim(self, session: GroupSession, claim: Claim) -> None:
+        async for message in claim:
+            self.seen += 1
+            session.mark_message(message)
+
+    async def cleanup(self, session: GroupSession) -> None:
+        pass
+
+
+async def test_an_outage_under_a_group_handler_is_logged_and_ends_it_after_unavailable_timeout(
+    mock_cluster: MockCluster,
+) -> None:
+    brokers = await orders_on_mock_cluster(mock_cluster)
+    handler = CountingHandler()
+    reader = Reader(
+        brokers=brokers,
+        topic="orders",
+        group_id="billing",
+        unavailable_timeout=1.0,
+        close_timeout=2.0,
+        **GROUP_OPTIONS,
+    )
+    await reader.__aenter__()
+    with capture_logs() as logs:
+        consuming = asyncio.create_task(reader.consume(handler))
+        await wait_until(lambda: handler.seen == 3, "the handler has read every message")
+        mock_cluster.broker_down(-1)
+        with pytest.raises(BrokerConnectionError):
+            async with asyncio.timeout(DEADLINE):
+                await consuming
+    assert any(e["event"] == "broker_unreachable" for e in logs)
+    assert reader.stats().errors > 0
+    # The marks could not be committed with every broker down: closing says so.
+    with pytest.raises(CommitError) as raised:
+        await reader.aclose()
+    assert raised.value.offsets == {("orders", 0): 3}

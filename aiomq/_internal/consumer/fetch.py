@@ -212,36 +212,47 @@ async def apply_seek(state: ReaderState, consumer: AIOKafkaConsumer) -> None:
 async def fetch_partition(state: ReaderState, key: Key, ended: asyncio.Event) -> list[Message]:
     """Fetch one partition's next messages for a group handler's claim.
 
+    An empty fetch lets the outage watch probe the brokers, as a reader's own reads do.
+
     Returns:
         The messages (possibly none); none either when `ended` was set first: records not
         yet taken then stay with the broker and go to the partition's next owner.
+
+    Raises:
+        BrokerConnectionError: The cluster has been unreachable for longer than
+            `unavailable_timeout`.
     """
     consumer = state.consumer
     if consumer is None or not state.life.is_open:
         return []
     settings = state.settings
     tp = _TP(*key)
-    with map_errors(brokers=settings.brokers, topic=key[0]):
-        fetch = asyncio.ensure_future(
-            consumer.getmany(
-                tp,
-                timeout_ms=max(100, int(settings.max_wait * 1000)),
-                max_records=settings.queue_capacity,
-            )
+    fetch = asyncio.ensure_future(
+        consumer.getmany(
+            tp,
+            timeout_ms=max(100, int(settings.max_wait * 1000)),
+            max_records=settings.queue_capacity,
         )
-        waiting = asyncio.ensure_future(ended.wait())
-        try:
+    )
+    waiting = asyncio.ensure_future(ended.wait())
+    try:
+        with map_errors(brokers=settings.brokers, topic=key[0]):
             await asyncio.wait((fetch, waiting), return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            waiting.cancel()
-        if not fetch.done():
-            fetch.cancel()
-            await asyncio.gather(fetch, return_exceptions=True)
-            return []
-        batch = fetch.result()
+            if not fetch.done():
+                return []
+            batch = fetch.result()
+    finally:
+        # Neither is left running, nor cancelled without being awaited.
+        for task in (fetch, waiting):
+            task.cancel()
+        await asyncio.gather(fetch, waiting, return_exceptions=True)
     records = batch.get(tp)
+    health = state.health
     if not records:
+        await health.after_empty_fetch(consumer, state.assigned)
         return []
+    if health.down:
+        health.answered()
     high_water = consumer.highwater(tp)
     return to_messages(state, key, records, -1 if high_water is None else high_water)
 
