@@ -31,8 +31,6 @@ from aiomq._internal.config import (
     check_topic_name,
     is_int,
 )
-from aiomq._internal.kafka.connect import open_client
-from aiomq._internal.kafka.errors import translate
 from aiomq._internal.lifecycle import AsyncResource, Lifecycle
 from aiomq._internal.log import get_logger
 from aiomq._internal.shield import finish_shielded
@@ -125,13 +123,7 @@ class Client(AsyncResource):
         config = self.config
         client = new_client(config)
         try:
-            try:
-                await open_client(client.bootstrap, config.brokers, config.dialer)
-            except Exception as exc:
-                mapped = translate(exc, brokers=config.brokers)
-                if mapped is None:
-                    raise
-                raise mapped from exc
+            await client.start()
         except BaseException:
             self._life.open_failed()
             await finish_shielded(client.close())

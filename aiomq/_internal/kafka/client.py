@@ -69,12 +69,6 @@ class KafkaClient:
         with map_errors(brokers=self.brokers):
             await open_client(self._client.bootstrap, self.brokers, self._dialer)
 
-    async def bootstrap(self) -> None:
-        """Connect to the cluster and read its metadata, with neither `start`'s time limit
-        nor its diagnosis: aiokafka's exceptions pass through, for a caller that runs
-        `aiomq._internal.kafka.connect.open_client` itself."""
-        await self._client.bootstrap()
-
     async def close(self) -> None:
         """Close every connection and end the metadata refresh."""
         await self._client.close()
