@@ -38,6 +38,7 @@ from tests.integration.test_reader import (
     create_topic,
     fetch_n,
     group_reader,
+    orders_on_mock_cluster,
     values,
     write,
 )
@@ -130,20 +131,18 @@ async def test_messages_buffered_before_a_revoke_are_never_returned_after_it(
 # -- 2. every commit is bounded ------------------------------------------------------------
 
 
-async def orders_on_mock_cluster(mock_cluster: MockCluster) -> list[str]:
-    mock_cluster.set_group_initial_rebalance_delay_ms(0)
-    mock_cluster.create_topic("orders", partitions=1)
-    await write(mock_cluster.bootstrap_servers, "orders", values("v", 3))
-    return mock_cluster.bootstrap_servers.split(",")
+def orders_reader(brokers: list[str], **options: Any) -> Reader:
+    """A member of group "billing" reading topic "orders", with short group sessions."""
+    return Reader(
+        brokers=brokers, topic="orders", group_id="billing", **{**GROUP_OPTIONS, **options}
+    )
 
 
 async def test_a_commit_while_the_coordinator_is_unreachable_raises_after_commit_timeout(
     mock_cluster: MockCluster,
 ) -> None:
     brokers = await orders_on_mock_cluster(mock_cluster)
-    async with Reader(
-        brokers=brokers, topic="orders", group_id="billing", commit_timeout=1.0, **GROUP_OPTIONS
-    ) as reader:
+    async with orders_reader(brokers, commit_timeout=1.0) as reader:
         read = await fetch_n(reader, 2)
         mock_cluster.broker_down(-1)
         with pytest.raises(CommitError) as raised:
@@ -160,14 +159,12 @@ async def test_a_stashed_commit_that_times_out_stays_stashed_for_the_next_flush(
 ) -> None:
     brokers = await orders_on_mock_cluster(mock_cluster)
     # A session that outlasts the outage: the member keeps its partition, and its stash.
-    options = {**GROUP_OPTIONS, "session_timeout": 20.0, "heartbeat_interval": 1.0}
-    async with Reader(
-        brokers=brokers,
-        topic="orders",
-        group_id="billing",
+    async with orders_reader(
+        brokers,
         commit_interval=60,
         commit_timeout=1.0,
-        **options,
+        session_timeout=20.0,
+        heartbeat_interval=1.0,
     ) as reader:
         read = await fetch_n(reader, 3)
         await reader.commit_messages(read[1])
@@ -186,13 +183,10 @@ async def test_aclose_ends_a_commit_waiting_in_another_task_with_closed_error(
     mock_cluster: MockCluster,
 ) -> None:
     brokers = await orders_on_mock_cluster(mock_cluster)
-    reader = Reader(
-        brokers=brokers,
-        topic="orders",
-        group_id="billing",
+    reader = orders_reader(
+        brokers,
         commit_timeout=120,
         close_timeout=2.0,
-        **GROUP_OPTIONS,
     )
     await reader.__aenter__()
     read = await fetch_n(reader, 1)
@@ -642,13 +636,10 @@ async def test_an_outage_under_a_group_handler_is_logged_and_ends_it_after_unava
 ) -> None:
     brokers = await orders_on_mock_cluster(mock_cluster)
     handler = CountingHandler()
-    reader = Reader(
-        brokers=brokers,
-        topic="orders",
-        group_id="billing",
+    reader = orders_reader(
+        brokers,
         unavailable_timeout=1.0,
         close_timeout=2.0,
-        **GROUP_OPTIONS,
     )
     await reader.__aenter__()
     with capture_logs() as logs:
