@@ -21,9 +21,13 @@ from aiokafka.protocol.types import Array, Int16, Int32, Schema, String
 
 from aiomq._internal import kafka
 from aiomq._internal.kafka.client import KafkaClient
-from aiomq._internal.kafka.errors import ErrorCode
+from aiomq._internal.kafka.errors import ErrorCode, broker_error
 from aiomq._internal.kafka.metadata import _partitions_in
 from aiomq._internal.kafka.requests import entries
+from aiomq._internal.kafka.transaction import (
+    TransactionalInitProducerIdRequest,
+    TxnOffsetCommitRequest,
+)
 
 INSTALLED = version("aiokafka")
 
@@ -168,12 +172,58 @@ def test_the_supported_range_is_the_one_the_package_requires() -> None:
     assert f"aiokafka{kafka.SUPPORTED_AIOKAFKA}" in pyproject["project"]["dependencies"]
 
 
-@pytest.mark.parametrize("code", list(ErrorCode), ids=lambda code: code.name)
+# Codes newer than aiokafka's table: aiomq names them itself (errors.broker_error).
+NEWER_THAN_AIOKAFKA = {ErrorCode.PRODUCER_FENCED}
+
+
+@pytest.mark.parametrize(
+    "code", sorted(set(ErrorCode) - NEWER_THAN_AIOKAFKA), ids=lambda code: code.name
+)
 def test_each_error_code_is_the_one_aiokafka_knows_by_that_number(code: ErrorCode) -> None:
     known = ak.for_code(code)
     assert known.errno == code
     if code is not ErrorCode.UNKNOWN_SERVER_ERROR:
         assert known is not ak.UnknownError
+
+
+@pytest.mark.parametrize("code", sorted(NEWER_THAN_AIOKAFKA), ids=lambda code: code.name)
+def test_a_code_newer_than_aiokafka_is_named_by_aiomq(code: ErrorCode) -> None:
+    assert ak.for_code(code) is ak.UnknownError  # else: move it out of NEWER_THAN_AIOKAFKA
+
+    error = broker_error(code, detail="transactional id 't'")
+
+    assert (error.code, error.name, error.retriable) == (code, code.name, False)
+    assert str(error) == f"{code.name} (Kafka error {code}, not retriable): transactional id 't'"
+
+
+@pytest.mark.parametrize(
+    ("request_class", "api_key", "newest"),
+    [(TransactionalInitProducerIdRequest, 22, 5), (TxnOffsetCommitRequest, 28, 4)],
+)
+def test_transaction_requests_go_out_at_v3_when_the_broker_has_it_and_v0_otherwise(
+    request_class: Any, api_key: int, newest: int
+) -> None:
+    if request_class is TxnOffsetCommitRequest:
+        request = request_class(
+            "t", "g", 1, 0, {"a": {0: 1}}, generation_id=3, member_id="m", group_instance_id=None
+        )
+    else:
+        request = request_class("t", 1000)
+
+    assert request.prepare({api_key: (0, newest)}).API_VERSION == 3
+    assert request.prepare({api_key: (0, 2)}).API_VERSION == 0
+
+
+def test_a_txn_offset_commit_v3_carries_the_generation_and_member_and_encodes() -> None:
+    request = TxnOffsetCommitRequest(
+        "t", "g", 1, 0, {"a": {1: 7, 0: 5}}, generation_id=3, member_id="m", group_instance_id=None
+    )
+
+    struct: Any = request.prepare({28: (0, 3)})
+
+    assert (struct.generation_id, struct.member_id, struct.group_instance_id) == (3, "m", None)
+    assert [p[:2] for p in struct.topics[0][1]] == [(0, 5), (1, 7)]
+    assert struct.encode()
 
 
 def test_a_v0_metadata_answer_gives_the_partitions_it_lists_like_later_versions() -> None:

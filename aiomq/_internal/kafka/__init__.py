@@ -18,6 +18,8 @@ fetcher, which aiokafka may change in any release. They are named here and nowhe
   a group member's assignment.
 - `record_hook`: the fetcher hook that builds `Message`s straight from record batches.
 - `consumer`: the parts of aiokafka's consumer a Reader reaches beyond its public API.
+- `transaction`: the transaction protocol's requests, one function each, including the
+  versions aiokafka lacks (InitProducerId v3, TxnOffsetCommit v3).
 
 Importing the package checks that each private part listed in `INTERNALS` (in
 `internals`) is there, with

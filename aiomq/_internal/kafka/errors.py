@@ -56,6 +56,15 @@ class ErrorCode(enum.IntEnum):
     MESSAGE_TOO_LARGE = 10
     """A record batch is larger than the broker or the topic accepts."""
 
+    COORDINATOR_LOAD_IN_PROGRESS = 14
+    """The coordinator is still loading its state (retriable)."""
+
+    COORDINATOR_NOT_AVAILABLE = 15
+    """No coordinator is available for the group or transactional id yet (retriable)."""
+
+    NOT_COORDINATOR = 16
+    """The broker asked is not the coordinator of the group or transactional id (retriable)."""
+
     ILLEGAL_GENERATION = 22
     """A group request named a generation that is no longer the group's."""
 
@@ -80,9 +89,28 @@ class ErrorCode(enum.IntEnum):
     DUPLICATE_SEQUENCE_NUMBER = 46
     """An idempotent producer's batch was written already: a retry's success."""
 
+    INVALID_PRODUCER_EPOCH = 47
+    """The producer's epoch is older than the transactional id's: a newer producer with the
+    same transactional id has fenced it (what brokers before Kafka 2.7 answer)."""
+
+    INVALID_TXN_STATE = 48
+    """The transaction request does not fit the transaction's state."""
+
+    CONCURRENT_TRANSACTIONS = 51
+    """The coordinator is still ending the transactional id's previous transaction."""
+
+    TRANSACTIONAL_ID_AUTHORIZATION_FAILED = 53
+    """The client may not use the transactional id."""
+
     SASL_AUTHENTICATION_FAILED = 58
     """The broker refused the SASL credentials."""
 
+    PRODUCER_FENCED = 90
+    """A newer producer with the same transactional id has fenced this one (Kafka 2.7 and
+    later; aiokafka's table of codes stops before it)."""
+
+
+_NAMED_CODES: Final = frozenset(ErrorCode)
 
 _CONNECTION_ERRORS: Final = (
     ak.KafkaConnectionError,
@@ -122,8 +150,8 @@ def broker_error(
         return MessageTooLargeError(topic=topic, partition=partition, detail=detail)
     if cls is not ak.UnknownError:
         name = cls.message
-    elif code == ErrorCode.UNKNOWN_SERVER_ERROR:
-        name = ErrorCode.UNKNOWN_SERVER_ERROR.name
+    elif code in _NAMED_CODES:  # -1, and the codes newer than the client library's table
+        name = ErrorCode(code).name
     else:
         name = f"KAFKA_ERROR_{code}"  # a code newer than the client library's table
     return BrokerError(

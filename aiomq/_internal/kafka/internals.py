@@ -143,6 +143,7 @@ def _decodes_assignments(assignment: Any) -> None:
 
 
 _CLIENT: Final = "aiokafka.client"
+_TRANSACTION: Final = "aiokafka.protocol.transaction"
 _CONNECTION_SETTINGS: Final = (
     "client_id",
     "request_timeout_ms",
@@ -349,7 +350,7 @@ INTERNALS: Final[tuple[Internal, ...]] = (
         Internal(
             "aiokafka.protocol.types",
             name,
-            "the schemas of the request versions aiokafka lacks (admin)",
+            "the schemas of the request versions aiokafka lacks (admin, transaction)",
             attrs=("encode", "decode"),
         )
         for name in (
@@ -360,6 +361,7 @@ INTERNALS: Final[tuple[Internal, ...]] = (
             "Int8",
             "Int16",
             "Int32",
+            "Int64",
             "String",
             "TaggedFields",
         )
@@ -515,6 +517,67 @@ INTERNALS: Final[tuple[Internal, ...]] = (
             "topics.partitions.partition",
             "topics.partitions.error_code",
         ),
+    ),
+    # The transaction protocol (transaction).
+    Internal(
+        "aiokafka.protocol.coordination",
+        "FindCoordinatorRequest",
+        "finding a transactional id's coordinator (transaction.find_transaction_coordinator)",
+        params=("coordinator_key", "coordinator_type"),
+        response_fields=("error_code", "coordinator_id"),
+    ),
+    *(
+        Internal(
+            _TRANSACTION,
+            name,
+            "the versions before v3 of the requests whose v3 aiokafka lacks "
+            "(transaction.TransactionalInitProducerIdRequest, transaction.TxnOffsetCommitRequest)",
+            attrs=("API_VERSION", "SCHEMA"),
+        )
+        for name in ("InitProducerIdRequest_v0", "TxnOffsetCommitRequest_v0")
+    ),
+    Internal(
+        _TRANSACTION,
+        "InitProducerIdRequest",
+        "a transactional producer's id and epoch before v3 "
+        "(transaction.init_transactional_producer)",
+        response_fields=("error_code", "producer_id", "producer_epoch"),
+    ),
+    Internal(
+        _TRANSACTION,
+        "TxnOffsetCommitRequest",
+        "committing a group's offsets in a transaction before v3 "
+        "(transaction.commit_offsets_in_transaction)",
+        response_fields=(
+            "errors.topic",
+            "errors.partition_errors.partition",
+            "errors.partition_errors.error_code",
+        ),
+    ),
+    Internal(
+        _TRANSACTION,
+        "AddPartitionsToTxnRequest",
+        "adding partitions to a transaction (transaction.add_partitions)",
+        params=("transactional_id", "producer_id", "producer_epoch", "topics"),
+        response_fields=(
+            "errors.topic",
+            "errors.partition_errors.partition",
+            "errors.partition_errors.error_code",
+        ),
+    ),
+    Internal(
+        _TRANSACTION,
+        "AddOffsetsToTxnRequest",
+        "adding a group's offsets to a transaction (transaction.add_offsets)",
+        params=("transactional_id", "producer_id", "producer_epoch", "group_id"),
+        response_fields=("error_code",),
+    ),
+    Internal(
+        _TRANSACTION,
+        "EndTxnRequest",
+        "committing or aborting a transaction (transaction.end_transaction)",
+        params=("transactional_id", "producer_id", "producer_epoch", "transaction_result"),
+        response_fields=("error_code",),
     ),
     Internal(
         "aiokafka.coordinator.protocol",
