@@ -36,12 +36,11 @@ import sys
 import time
 import weakref
 from collections.abc import AsyncIterator, Callable
-from types import TracebackType
 from typing import Final, Self
 
 from aiomq._internal.broker import BrokerProcess, EmbeddedBrokerError, broker_binary, free_port
 from aiomq._internal.fault_proxy import FaultProxy
-from aiomq._internal.lifecycle import Lifecycle
+from aiomq._internal.lifecycle import Lifecycle, StartStopResource
 from aiomq.errors import ClosedError, ConfigError
 
 __all__ = [
@@ -62,7 +61,7 @@ ENV_BOOTSTRAP_SERVERS: Final = "AIOMQ_BOOTSTRAP_SERVERS"
 _live: weakref.WeakSet[EmbeddedBroker] = weakref.WeakSet()
 
 
-class EmbeddedBroker:
+class EmbeddedBroker(StartStopResource):
     """A Tansu broker process on a loopback port, as a sync or async context manager.
 
     The broker keeps its data in memory: every instance starts empty. Two instances never
@@ -271,28 +270,6 @@ class EmbeddedBroker:
         if self._process is not None:
             self._process.close()
         _live.discard(self)
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-    async def __aenter__(self) -> Self:
-        return await self.astart()
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
 
 @atexit.register

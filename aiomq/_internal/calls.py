@@ -12,25 +12,24 @@ from __future__ import annotations
 
 import asyncio
 from types import TracebackType
-from typing import Final
 
 from aiomq.errors import ClosedError
 
 __all__ = ["WaitingCalls"]
 
-_POLL: Final = 0.01
-
 
 class WaitingCalls:
     """The tasks waiting in a resource's calls. Not thread-safe; one event loop's tasks."""
 
-    __slots__ = ("_ended", "_inside", "_what")
+    __slots__ = ("_ended", "_inside", "_left", "_what")
 
     def __init__(self, what: str) -> None:
         self._what = what
         # Task -> how many waits it is inside (a read may wait inside a commit).
         self._inside: dict[asyncio.Task[object], int] = {}
         self._ended: set[asyncio.Task[object]] = set()
+        # Set each time a task ended by `end` leaves its call.
+        self._left = asyncio.Event()
 
     def wait(self, doing: str) -> _Wait:
         """Return a context manager around one wait of the current task.
@@ -62,12 +61,13 @@ class WaitingCalls:
         Returns:
             Whether they all left within `within` seconds.
         """
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + within
-        while self._ended & self._inside.keys():
-            if loop.time() >= deadline:
-                return False
-            await asyncio.sleep(_POLL)
+        try:
+            async with asyncio.timeout(within):
+                while self._ended & self._inside.keys():
+                    self._left.clear()
+                    await self._left.wait()
+        except TimeoutError:
+            return False
         return True
 
 
@@ -108,6 +108,7 @@ class _Wait:
         if task not in calls._ended:
             return
         calls._ended.discard(task)
+        calls._left.set()
         if exc_type is None:
             # Finished before the cancellation landed: it would hit the caller's next
             # await instead, so let it, rather than hide a cancellation.

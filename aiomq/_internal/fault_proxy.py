@@ -7,16 +7,16 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from types import TracebackType
 from typing import Any, Self
 
 from aiomq._internal.faults import Mode, Relay, join_address, split_address
+from aiomq._internal.lifecycle import StartStopResource
 from aiomq.errors import BrokerConnectionError, ClosedError, ConfigError
 
 __all__ = ["FaultProxy"]
 
 
-class FaultProxy:
+class FaultProxy(StartStopResource):
     """A TCP proxy in front of a Kafka broker that fails on command, to rehearse outages.
 
     Every connection made to `address` is relayed to `target` byte for byte, until a fault
@@ -282,26 +282,4 @@ class FaultProxy:
 
     async def aclose(self) -> None:
         """Stop the proxy, as `stop()` does. Safe to call more than once."""
-        self.stop()
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-    async def __aenter__(self) -> Self:
-        return await self.astart()
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
         self.stop()

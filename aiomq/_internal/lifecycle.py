@@ -12,12 +12,12 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable, Coroutine
 from types import TracebackType
-from typing import Any
+from typing import Any, Self
 
 from aiomq._internal.shield import finish_shielded
 from aiomq.errors import ClosedError
 
-__all__ = ["AsyncResource", "Lifecycle", "Phase"]
+__all__ = ["AsyncResource", "Lifecycle", "Phase", "StartStopResource"]
 
 
 class Phase(enum.StrEnum):
@@ -140,3 +140,44 @@ class AsyncResource:
         tb: TracebackType | None,
     ) -> None:
         await self.aclose()
+
+
+class StartStopResource:
+    """Gives a resource that starts and stops synchronously (a process, a thread) both
+    `with` and `async with`: `start()` or `astart()` on entry, `stop()` on exit."""
+
+    __slots__ = ()
+
+    def start(self) -> Self:
+        """Start, blocking the calling thread; return the resource."""
+        raise NotImplementedError
+
+    async def astart(self) -> Self:
+        """Start without blocking the event loop; return the resource."""
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        """Stop; safe to call more than once."""
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    async def __aenter__(self) -> Self:
+        return await self.astart()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()

@@ -62,6 +62,14 @@ async def rebalance_by_joining(
     return joiner
 
 
+async def one_partition_group(bootstrap_servers: str, topic: str, count: int) -> tuple[str, Calls]:
+    """Create `topic` with one partition holding `count` messages; return a group id for
+    it and a recorder of the group's assignments."""
+    await create_topic(bootstrap_servers, topic, 1)
+    await write(bootstrap_servers, topic, values("v", count))
+    return f"g-{topic}", Calls()
+
+
 def tasks_of(before: set[asyncio.Task[Any]]) -> list[str]:
     """Describe the tasks that run now and did not before (the current one excluded)."""
     current = asyncio.current_task()
@@ -111,10 +119,7 @@ async def test_a_late_commit_after_the_partition_comes_back_never_moves_the_grou
 async def test_messages_buffered_before_a_revoke_are_never_returned_after_it(
     bootstrap_servers: str, topic: str
 ) -> None:
-    await create_topic(bootstrap_servers, topic, 1)
-    await write(bootstrap_servers, topic, values("v", 10))
-    group_id = f"g-{topic}"
-    assigned = Calls()
+    group_id, assigned = await one_partition_group(bootstrap_servers, topic, 10)
     async with group_reader(bootstrap_servers, topic, group_id, on_assigned=assigned) as reader:
         first = await fetch_n(reader, 1)
         await reader.commit_messages(first[0])
@@ -442,10 +447,7 @@ async def test_stats_count_only_returned_messages_after_set_offset(
 async def test_stats_count_only_returned_messages_after_a_revoke(
     bootstrap_servers: str, topic: str
 ) -> None:
-    await create_topic(bootstrap_servers, topic, 1)
-    await write(bootstrap_servers, topic, values("v", 10))
-    group_id = f"g-{topic}"
-    assigned = Calls()
+    group_id, assigned = await one_partition_group(bootstrap_servers, topic, 10)
     async with group_reader(bootstrap_servers, topic, group_id, on_assigned=assigned) as reader:
         await fetch_n(reader, 1)
         await assigned.wait_for(1)

@@ -167,6 +167,8 @@ class GroupCommits:
     def _settle_floors(self) -> None:
         """Take the committed offsets that have arrived since the last look."""
         floors = self._floors
+        if not floors:
+            return  # the usual case, once an assignment's offsets have arrived
         committed = self._committed
         for tp, future in list(floors.items()):
             if not future.done():
@@ -283,7 +285,7 @@ class GroupCommits:
         if key in state.assigned:
             state.stash.add_one(key, message[2] + 1)
         else:
-            state.log.warning("stale_commit_dropped", partitions=[key])
+            self._stale({_TP(*key): message[2] + 1}, "not owned")
 
     def end_position_commits(self) -> None:
         """Switch to stashing each message: the caller now also fetches without committing.

@@ -207,14 +207,16 @@ class ReaderState:
         buffer = self.buffer
         if not buffer:
             return 0
+        dropped: list[Message] = []
         if which is None:
-            dropped = list(buffer)
+            dropped.extend(buffer)
             buffer.clear()
         else:
-            dropped = [m for m in buffer if which(m)]
+            kept: list[Message] = []
+            for message in buffer:
+                (dropped if which(message) else kept).append(message)
             if not dropped:
                 return 0
-            kept = [m for m in buffer if not which(m)]
             buffer.clear()
             buffer.extend(kept)
         self.counts["messages"] -= len(dropped)
