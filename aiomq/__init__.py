@@ -42,8 +42,10 @@ from .errors import Error as Error
 from .errors import GroupNotEmptyError as GroupNotEmptyError
 from .errors import InvalidMessageError as InvalidMessageError
 from .errors import MessageTooLargeError as MessageTooLargeError
+from .errors import ProducerFencedError as ProducerFencedError
 from .errors import RequestTimeoutError as RequestTimeoutError
 from .errors import TLSError as TLSError
+from .errors import TransactionError as TransactionError
 from .errors import UnknownTopicOrPartitionError as UnknownTopicOrPartitionError
 from .errors import WriteErrors as WriteErrors
 from .group import Claim as Claim
@@ -60,8 +62,13 @@ from .reader import TopicPartition as TopicPartition
 from .stats import PartitionStats as PartitionStats
 from .stats import ReaderStats as ReaderStats
 from .stats import WriterStats as WriterStats
+from .transform import TransformFunction as TransformFunction
+from .transform import TransformResult as TransformResult
+from .transform import TransformStats as TransformStats
+from .transform import transform as transform
 from .writer import Compression as Compression
 from .writer import RequiredAcks as RequiredAcks
+from .writer import Transaction as Transaction
 from .writer import Writer as Writer
 from .writer import WriterConfig as WriterConfig
 
@@ -110,6 +117,7 @@ __all__ = [
     "PartitionInfo",
     "PartitionStats",
     "Plain",
+    "ProducerFencedError",
     "Reader",
     "ReaderConfig",
     "ReaderStats",
@@ -124,6 +132,11 @@ __all__ = [
     "TopicInfo",
     "TopicPartition",
     "TopicSpec",
+    "Transaction",
+    "TransactionError",
+    "TransformFunction",
+    "TransformResult",
+    "TransformStats",
     "UnknownTopicOrPartitionError",
     "WriteErrors",
     "Writer",
@@ -131,4 +144,5 @@ __all__ = [
     "WriterStats",
     "__version__",
     "tls_context",
+    "transform",
 ]

@@ -19,6 +19,8 @@ of aiomq can still catch them sensibly::
     │   └── MessageTooLargeError           (code 10, or refused before sending)
     ├── WriteErrors                      some messages of one write failed; per message
     ├── CommitError                      offsets could not be committed
+    ├── TransactionError                 a transaction could not be used, committed or aborted
+    │   └── ProducerFencedError          a newer writer with the same transactional id took over
     └── GroupNotEmptyError               a group still has members where none may remain
 
 Cancellation (`asyncio.CancelledError`, anyio's cancel scopes) is never wrapped: it is
@@ -43,8 +45,10 @@ __all__ = [
     "GroupNotEmptyError",
     "InvalidMessageError",
     "MessageTooLargeError",
+    "ProducerFencedError",
     "RequestTimeoutError",
     "TLSError",
+    "TransactionError",
     "UnknownTopicOrPartitionError",
     "WriteErrors",
 ]
@@ -254,6 +258,36 @@ class CommitError(Error):
         self.offsets: dict[tuple[str, int], int] = dict(offsets or {})
         self.messages: list[Message] = list(messages)
         super().__init__(message)
+
+
+class TransactionError(Error):
+    """A transactional writer's transaction could not be begun, written to, committed or
+    aborted, or the writer was used against the rules of transactions.
+
+    The message names the transactional id and the step that failed; a broker's refusal is
+    the exception's `__cause__`. When raised while committing, the transaction was aborted
+    unless the message says its outcome is unknown.
+
+    Attributes:
+        transactional_id: The writer's transactional id.
+        step: What the writer was doing, such as "committing the transaction".
+    """
+
+    def __init__(self, message: str, *, transactional_id: str, step: str) -> None:
+        self.transactional_id = transactional_id
+        self.step = step
+        super().__init__(message)
+
+
+class ProducerFencedError(TransactionError):
+    """A newer writer with the same transactional id has started, and this one may no
+    longer write or commit.
+
+    Kafka allows one live producer per transactional id: opening a second one fences the
+    first and aborts its open transaction. A fenced writer refuses every later write and
+    transaction; close it. The usual cause is a second instance of a service started with
+    the same transactional id, or an instance thought dead that was only paused.
+    """
 
 
 class GroupNotEmptyError(Error):

@@ -10,8 +10,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final, Self
@@ -22,7 +23,7 @@ from aiomq._internal.config import (
     ClientSettings,
     build_config,
 )
-from aiomq._internal.consumer.commits import GroupCommits, Listener
+from aiomq._internal.consumer.commits import GroupCommits, Listener, TransactionOffsets
 from aiomq._internal.consumer.fetch import check_partition, fill, new_consumer
 from aiomq._internal.consumer.options import check_reader_options
 from aiomq._internal.consumer.positions import (
@@ -533,6 +534,12 @@ class Reader(AsyncResource):
         core.open_consumer()
         if not messages:
             return
+        self._check_committable(messages)
+        with core.calls.wait("committing"):
+            await self._commits.commit(messages)
+
+    def _check_committable(self, messages: Sequence[Message]) -> None:
+        """Refuse messages this reader cannot have returned."""
         topics = self.config.topics
         for message in messages:
             if message.offset < 0 or message.partition < 0 or message.topic not in topics:
@@ -541,8 +548,42 @@ class Reader(AsyncResource):
                     "only a message this reader returned can be committed (it reads "
                     f"{', '.join(topics)})"
                 )
-        with core.calls.wait("committing"):
-            await self._commits.commit(messages)
+
+    async def _offsets_for_transaction(self, messages: Sequence[Message]) -> TransactionOffsets:
+        """The offsets that commit `messages`, for a transactional writer's `send_offsets`.
+
+        Raises:
+            ConfigError: The reader is not in group mode, or a message could not have been
+                read by it.
+            ClosedError: The reader is not open.
+        """
+        if not self._core.group:
+            raise ConfigError(
+                "send_offsets needs a consumer group reader: create the Reader with group_id"
+            )
+        self._core.open_consumer()
+        self._check_committable(messages)
+        with self._core.calls.wait("sending offsets to a transaction"):
+            return await self._commits.for_transaction(messages)
+
+    @property
+    def _closing(self) -> bool:
+        """Whether the reader is closing or closed (not merely new or failed)."""
+        return self._core.life.ending
+
+    @contextlib.contextmanager
+    def _revocation_hook(
+        self, hook: Callable[[set[TopicPartition]], Awaitable[None]]
+    ) -> Iterator[None]:
+        """Have `hook` awaited with the partitions a rebalance or the closing takes from
+        this reader, before their offsets are flushed and they go (as a group handler's
+        claims are ended)."""
+        hooks = self._core.handler_hooks
+        hooks.append(hook)
+        try:
+            yield
+        finally:
+            hooks.remove(hook)
 
     # -- consumer-group handler (Sarama's model) ------------------------------------------
 

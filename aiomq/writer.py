@@ -5,16 +5,25 @@
     async with aiomq.Writer(brokers=["localhost:9092"], topic="orders") as w:
         written = await w.write_messages(aiomq.Message(key=b"user-1", value=b"..."))
         print(written[0].partition, written[0].offset)
+
+A transactional writer (`transactional_id`) writes inside transactions, which commit or
+abort all their messages together, with a group reader's offsets if asked::
+
+    async with aiomq.Writer(brokers=brokers, transactional_id="enricher-0") as w:
+        async with w.transaction():
+            await w.write_messages(*outputs)
+            await w.send_offsets(reader, inputs)
 """
 
 from __future__ import annotations
 
 import asyncio
 import enum
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any, Final, Self
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Final, Self
 
 from aiomq._internal.config import (
     ClientSettings,
@@ -30,6 +39,7 @@ from aiomq._internal.log import get_logger
 from aiomq._internal.producer.engine import Producer
 from aiomq._internal.producer.planner import Planned, Planner, WriteCall
 from aiomq._internal.producer.settings import Completion, Counters, ProducerSettings
+from aiomq._internal.producer.transactions import Transactions
 from aiomq._internal.shield import finish_shielded, finish_tasks
 from aiomq.balancer import (
     Balancer,
@@ -39,11 +49,21 @@ from aiomq.balancer import (
     as_balancer,
     balance_all,
 )
-from aiomq.errors import BackgroundTaskError, ClosedError, ConfigError, Error, WriteErrors
+from aiomq.errors import (
+    BackgroundTaskError,
+    ClosedError,
+    ConfigError,
+    Error,
+    TransactionError,
+    WriteErrors,
+)
 from aiomq.message import Message
 from aiomq.stats import WriterStats
 
-__all__ = ["Compression", "RequiredAcks", "Writer", "WriterConfig"]
+if TYPE_CHECKING:
+    from aiomq.reader import Reader
+
+__all__ = ["Compression", "RequiredAcks", "Transaction", "Writer", "WriterConfig"]
 
 _METADATA_MAX_AGE: Final = 300.0
 
@@ -196,6 +216,20 @@ class WriterConfig(ClientSettings):
     """Seconds `aclose()` spends delivering what is still queued before failing it.
     Default: 30.0."""
 
+    transactional_id: str | None = None
+    """Makes the writer transactional: every write belongs to a transaction
+    (`transaction()`), whose messages, and the group offsets sent with `send_offsets`,
+    are committed or aborted together. The id names the writer across restarts: opening
+    a writer with it fences any older writer with the same id and aborts what that one
+    left open. Give each concurrent instance its own (for example the service name and
+    the instance's number). Implies idempotent writes and needs `required_acks=ALL`.
+    Default: None."""
+
+    transaction_timeout: float = 60.0
+    """Seconds after which the transaction coordinator aborts a transaction of this writer
+    that is still open (the writer died, or hangs). Only with `transactional_id`; the
+    broker caps it (`transaction.max.timeout.ms`, 15 minutes by default). Default: 60.0."""
+
     def __post_init__(self) -> None:
         check_brokers(self.brokers)
         if self.topic is not None and (not isinstance(self.topic, str) or not self.topic):
@@ -234,6 +268,17 @@ class WriterConfig(ClientSettings):
                 )
         if self.idempotent and self.required_acks is not RequiredAcks.ALL:
             raise ConfigError("idempotent writes need required_acks=RequiredAcks.ALL")
+        if self.transactional_id is not None:
+            if not isinstance(self.transactional_id, str) or not self.transactional_id:
+                raise ConfigError(
+                    "transactional_id must be a non-empty string or None, "
+                    f"not {self.transactional_id!r}"
+                )
+            if self.required_acks is not RequiredAcks.ALL:
+                raise ConfigError(
+                    "a transactional writer (transactional_id) needs required_acks=RequiredAcks.ALL"
+                )
+        check_seconds("transaction_timeout", self.transaction_timeout, allow_zero=False)
         if self.completion is not None and not callable(self.completion):
             raise ConfigError(f"completion must be callable, not {self.completion!r}")
         check_connection(self.client_id, self.dialer)
@@ -274,6 +319,7 @@ class Writer(AsyncResource):
         self._topics: dict[str, tuple[tuple[int, ...], float]] = {}
         self._lookups: dict[str, asyncio.Task[tuple[int, ...]]] = {}
         self._failure: Error | None = None
+        self._transactions: Transactions | None = None
         self._life = Lifecycle("Writer")
 
     def __repr__(self) -> str:
@@ -295,7 +341,7 @@ class Writer(AsyncResource):
         settings = ProducerSettings(
             acks=int(config.required_acks),
             codec=int(config.compression or 0),
-            idempotent=config.idempotent,
+            idempotent=config.idempotent or config.transactional_id is not None,
             max_attempts=config.max_attempts,
             backoff_min=config.write_backoff_min,
             backoff_max=config.write_backoff_max,
@@ -306,11 +352,24 @@ class Writer(AsyncResource):
             queue_capacity=config.queue_capacity,
             completion=config.completion,
             brokers=config.brokers,
+            transactional_id=config.transactional_id,
         )
         try:
             await client.start()
             producer = Producer(client, settings, self._log, self._failed)
-            if config.idempotent:
+            if config.transactional_id is not None:
+                transactions = Transactions(
+                    client,
+                    producer,
+                    transactional_id=config.transactional_id,
+                    transaction_timeout=config.transaction_timeout,
+                    timeout=config.write_timeout,
+                    backoff=(config.write_backoff_min, config.write_backoff_max),
+                    log=self._log,
+                )
+                await transactions.start()
+                self._transactions = transactions
+            elif config.idempotent:
                 await producer.init_producer_id()
         except BaseException:
             self._life.open_failed()
@@ -345,6 +404,10 @@ class Writer(AsyncResource):
             # Writes waiting for metadata end at once, with ClosedError: nothing of
             # theirs was accepted, so there is nothing to deliver.
             await finish_tasks(list(self._lookups.values()), loop.time(), self._log)
+            transactions = self._transactions
+            if transactions is not None and transactions.is_open:
+                # Closed inside `transaction()`: nothing of it may be committed now.
+                await transactions.abort()
             if self._producer is not None:
                 await self._producer.close(deadline)
         finally:
@@ -423,11 +486,38 @@ class Writer(AsyncResource):
         producer = self._producer
         if producer is None or not self._life.is_open:
             raise self._refusal(f"write_messages on a Writer that is {self._life}")
+        transactions = self._transactions
+        if transactions is not None:
+            return await self._write_in_transaction(producer, transactions, messages)
         if not messages:
             return []
+        return await self._write(producer, None, messages)
+
+    async def _write_in_transaction(
+        self, producer: Producer, transactions: Transactions, messages: Sequence[Message]
+    ) -> list[Message]:
+        transactions.check_open("write_messages")
+        if not messages:
+            return []
+        transactions.call_started()
+        try:
+            return await self._write(producer, transactions, messages)
+        except WriteErrors as exc:
+            fenced = transactions.fenced_by(exc.errors)
+            if fenced is not None:
+                raise fenced from exc
+            raise
+        finally:
+            transactions.call_ended()
+
+    async def _write(
+        self, producer: Producer, transactions: Transactions | None, messages: Sequence[Message]
+    ) -> list[Message]:
         loop = asyncio.get_running_loop()
         call = None if self.config.async_mode else WriteCall(len(messages), loop)
         groups = await self._planner.plan(messages, call, loop.time())
+        if transactions is not None:
+            await transactions.add_partitions([where for where, _chunk in groups])
         if not self._life.is_open:
             raise self._refusal("the writer was closed while the write waited for metadata")
         if call is None:
@@ -451,6 +541,103 @@ class Writer(AsyncResource):
         if call.failed:
             raise WriteErrors(call.errors, call.written)
         return call.written  # type: ignore[return-value]  # every slot is filled here
+
+    # -- transactions ---------------------------------------------------------------------
+
+    def transaction(self) -> Transaction:
+        """Open a transaction for `async with`: it commits when the block ends, and aborts
+        when the block raises or is cancelled.
+
+        Every write while it is open belongs to it, whatever task makes it; so do the
+        offsets sent with `send_offsets`. Readers with
+        `isolation_level=IsolationLevel.READ_COMMITTED` see its messages only once it has
+        committed, and never if it aborts; the group sees its offsets likewise.
+
+        Ending: a commit first waits until every message written in the transaction is
+        settled, then asks the coordinator to commit; if a write in it failed, or the
+        writes did not settle within `write_timeout`, it aborts instead and raises
+        `TransactionError`. Aborting waits for the writes the same way (up to
+        `write_timeout`), then aborts; when the writes do not settle, the writer takes a
+        new producer epoch instead, which aborts the transaction and fences its late
+        batches. The commit or abort runs to its end even if the calling task is
+        cancelled meanwhile; the cancellation is raised after it. An exception of the
+        block (cancellation included) propagates unchanged; an abort that fails is logged
+        (`transaction_abort_failed`) and completed by the next transaction's new epoch.
+
+        Raises:
+            ConfigError: The writer is not transactional.
+            ClosedError: The writer is not open.
+            TransactionError: On entry: a transaction is open already (they do not nest,
+                and a writer has one at a time). On exit: the commit failed; the message
+                says whether the transaction was aborted or its outcome is unknown.
+            ProducerFencedError: A newer writer with the same transactional id has
+                started; nothing more of this one is committed. Close it.
+        """
+        transactions = self._transactions
+        if transactions is None:
+            raise ConfigError(
+                "transaction() needs a transactional writer: create the Writer with "
+                "transactional_id"
+            )
+        return Transaction(self, transactions)
+
+    async def send_offsets(self, reader: Reader, messages: Iterable[Message]) -> None:
+        """Commit a group reader's offsets in the open transaction: each message commits
+        everything before it in its partition, for the reader's consumer group, if and when
+        the transaction commits.
+
+        This is how consume-transform-produce is exactly once: the outputs and the inputs'
+        offsets commit together, or neither does. The commit carries the reader's group
+        generation and member id, so a broker that checks them (Kafka 2.5 and later)
+        refuses it once the reader has lost the partitions in a rebalance; the reader
+        also refuses, before asking, offsets of partitions it no longer owns and offsets
+        at or below what the group has committed, because the outputs of those messages
+        would be duplicates. Either refusal raises `TransactionError`; leaving the
+        `async with` with it aborts the transaction.
+
+        Args:
+            reader: A group reader (one with `group_id`), open.
+            messages: Messages the reader returned.
+
+        Raises:
+            ConfigError: The writer is not transactional, the reader has no group, or a
+                message could not have been read by it.
+            TransactionError: No transaction is open, the offsets are stale (see above),
+                or a coordinator refused them.
+            ProducerFencedError: The writer was fenced.
+            ClosedError: The writer or the reader is not open.
+        """
+        transactions = self._transactions
+        if transactions is None:
+            raise ConfigError(
+                "send_offsets needs a transactional writer: create the Writer with transactional_id"
+            )
+        if not self._life.is_open:
+            raise self._refusal(f"send_offsets on a Writer that is {self._life}")
+        transactions.check_open("send_offsets")
+        messages = list(messages)
+        if not messages:
+            return
+        transactions.call_started()
+        try:
+            offsets = await reader._offsets_for_transaction(messages)
+            if offsets.stale:
+                step = "sending offsets to the transaction"
+                raise TransactionError(
+                    f"refused to commit {_describe(offsets.stale)} in the transaction of "
+                    f"{transactions.transactional_id!r}: the reader no longer owns those "
+                    "partitions, or the group has committed past them, so their outputs "
+                    "would be duplicates; let the transaction abort",
+                    transactional_id=transactions.transactional_id,
+                    step=step,
+                )
+            if offsets.fresh:
+                await transactions.send_offsets(
+                    offsets.group_id, offsets.member, offsets.by_topic()
+                )
+                transactions.on_commit(offsets.committed)
+        finally:
+            transactions.call_ended()
 
     async def _partitions(self, topic: str) -> tuple[int, ...]:
         """The partitions of `topic`, from the cache or from one look-up shared by the
@@ -524,3 +711,40 @@ class Writer(AsyncResource):
             batch_time_max=c.batch_time_max,
             queued=c.queued,
         )
+
+
+class Transaction:
+    """An open transaction of a transactional `Writer`: use it with `async with`
+    (see `Writer.transaction`)."""
+
+    __slots__ = ("_transactions", "_writer")
+
+    def __init__(self, writer: Writer, transactions: Transactions) -> None:
+        self._writer = writer
+        self._transactions = transactions
+
+    async def __aenter__(self) -> Self:
+        writer = self._writer
+        if not writer._life.is_open:
+            raise writer._refusal(f"transaction() on a Writer that is {writer._life}")
+        await self._transactions.begin()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        transactions = self._transactions
+        if exc_type is not None:
+            await finish_shielded(transactions.abort())
+            return
+        if not transactions.is_open:
+            # aclose() aborted it while the block ran.
+            raise ClosedError("the writer was closed inside the transaction, which was aborted")
+        await finish_shielded(transactions.commit())
+
+
+def _describe(offsets: dict[Any, int]) -> str:
+    return ", ".join(f"{tp.topic}[{tp.partition}]@{o}" for tp, o in sorted(offsets.items()))

@@ -18,6 +18,7 @@ _REEXPORTED = [
     "aiomq.message",
     "aiomq.reader",
     "aiomq.stats",
+    "aiomq.transform",
     "aiomq.writer",
 ]
 

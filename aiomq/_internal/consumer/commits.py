@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from aiokafka.abc import ConsumerRebalanceListener
@@ -27,7 +28,7 @@ from aiokafka.structs import TopicPartition as _TP
 
 from aiomq._internal.consumer.positions import read_position
 from aiomq._internal.consumer.stash import next_offsets
-from aiomq._internal.kafka.consumer import committed_future
+from aiomq._internal.kafka.consumer import GroupMember, committed_future, group_member
 from aiomq._internal.kafka.errors import translate
 from aiomq.errors import CommitError
 from aiomq.message import Message
@@ -49,6 +50,32 @@ class Listener(ConsumerRebalanceListener):
 
     async def on_partitions_assigned(self, assigned: Any) -> None:
         await self._commits.partitions_assigned({(tp.topic, tp.partition) for tp in assigned})
+
+
+@dataclass(frozen=True, slots=True)
+class TransactionOffsets:
+    """What a transactional writer needs to commit a group reader's offsets in its
+    transaction, and to tell the reader once it has."""
+
+    group_id: str
+    fresh: dict[_TP, int]
+    """The offsets to commit (the next offset to read), of partitions the reader owns and
+    above what the group has committed."""
+    stale: dict[_TP, int]
+    """The offsets refused: of partitions not owned now, or at or below the committed."""
+    member: GroupMember
+    commits: GroupCommits
+
+    def by_topic(self) -> dict[str, dict[int, int]]:
+        """The fresh offsets, by topic and partition."""
+        offsets: dict[str, dict[int, int]] = {}
+        for tp, offset in self.fresh.items():
+            offsets.setdefault(tp.topic, {})[tp.partition] = offset
+        return offsets
+
+    def committed(self) -> None:
+        """The transaction committed: the reader never commits below these offsets."""
+        self.commits.committed_in_transaction(self.fresh)
 
 
 class GroupCommits:
@@ -102,6 +129,41 @@ class GroupCommits:
             if not scope.expired():
                 raise
             raise self._timed_out(offsets, messages) from None
+
+    async def for_transaction(self, messages: Sequence[Message]) -> TransactionOffsets:
+        """Split the offsets that commit `messages` into those a transaction may commit
+        and the stale ones: of a partition this reader does not own now, or at or below
+        what the group has committed. Stale ones are logged and counted as the reader's
+        own would be; the caller refuses them, as their outputs would be duplicates.
+
+        Waits for the committed offsets of newly assigned partitions up to
+        `commit_timeout`; past it, offsets are checked against what is known.
+
+        Raises:
+            ClosedError: The reader is not open.
+        """
+        offsets = next_offsets(messages)
+        owned = self._owned(offsets)
+        if owned:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self._state.settings.commit_timeout):
+                    await self._learn_floors(owned)
+            self._settle_floors()
+        fresh = self._above_floor(owned, stale=True)
+        stale = {tp: o for tp, o in offsets.items() if tp not in fresh}
+        consumer = self._state.open_consumer()
+        group_id = self._state.settings.group_id
+        assert group_id is not None
+        return TransactionOffsets(group_id, fresh, stale, group_member(consumer), self)
+
+    def committed_in_transaction(self, offsets: dict[_TP, int]) -> None:
+        """Learn offsets a transaction committed for the group: the reader never commits
+        below them afterwards."""
+        self._state.counts["commits"] += 1
+        committed = self._committed
+        for tp, offset in offsets.items():
+            if committed.get(tp, -1) < offset:
+                committed[tp] = offset
 
     def _timed_out(self, offsets: dict[_TP, int], messages: Sequence[Message] = ()) -> CommitError:
         state = self._state

@@ -105,7 +105,14 @@ class KafkaClient:
         return refreshed
 
     async def send_batch(
-        self, topic: str, partition: int, data: bytearray, *, acks: int, timeout_ms: int
+        self,
+        topic: str,
+        partition: int,
+        data: bytearray,
+        *,
+        acks: int,
+        timeout_ms: int,
+        transactional_id: str | None = None,
     ) -> tuple[int, int] | Error:
         """Send an encoded batch to the partition's leader once (see
         `aiomq._internal.kafka.produce.send_batch`)."""
@@ -117,6 +124,7 @@ class KafkaClient:
             acks=acks,
             timeout_ms=timeout_ms,
             brokers=self.brokers,
+            transactional_id=transactional_id,
         )
 
     async def init_producer_id(self) -> tuple[int, int]:

@@ -9,6 +9,8 @@
 - `last_fetch_answer_ms` and `silent_brokers`: when a fetch response last arrived, and
   which of the brokers a reader depends on do not answer (the outage watch).
 - `client_of`: the consumer's cluster client, for metadata look-ups.
+- `group_member`: the group generation and member id the consumer holds now, and its
+  coordinator, for offsets a transactional writer commits on the group's behalf.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer
@@ -24,8 +27,10 @@ from aiokafka.protocol.admin import ApiVersionRequest
 from aiokafka.structs import TopicPartition
 
 __all__ = [
+    "GroupMember",
     "client_of",
     "committed_future",
+    "group_member",
     "last_fetch_answer_ms",
     "silent_brokers",
     "stop_consumer",
@@ -36,6 +41,36 @@ def client_of(consumer: AIOKafkaConsumer) -> AIOKafkaClient:
     """The cluster client an aiokafka consumer talks through."""
     client: AIOKafkaClient = consumer._client
     return client
+
+
+@dataclass(frozen=True, slots=True)
+class GroupMember:
+    """A group consumer's membership as it stands: what a transactional offset commit
+    sends so that the coordinator refuses it once the member has lost its partitions."""
+
+    generation: int
+    """The group's generation the consumer joined, or -1 while it is not a member."""
+
+    member_id: str
+    """The consumer's member id, or "" while it is not a member."""
+
+    group_instance_id: str | None
+    """The consumer's static instance id, or None."""
+
+    coordinator: int | None
+    """The node id of the group's coordinator, or None while it is not known."""
+
+
+def group_member(consumer: AIOKafkaConsumer) -> GroupMember:
+    """The group membership of a consumer that subscribed to topics."""
+    coordinator = consumer._coordinator
+    assert coordinator is not None, "a consumer that subscribed has a group coordinator"
+    return GroupMember(
+        generation=coordinator.generation,
+        member_id=coordinator.member_id,
+        group_instance_id=coordinator._group_instance_id,
+        coordinator=coordinator.coordinator_id,
+    )
 
 
 async def stop_consumer(consumer: AIOKafkaConsumer, log: Any, budget: float) -> None:

@@ -271,9 +271,18 @@ INTERNALS: Final[tuple[Internal, ...]] = (
     Internal(
         "aiokafka.consumer.group_coordinator",
         "GroupCoordinator",
-        "ending a group consumer's tasks within a time limit, and finding its coordinator "
-        "(consumer.stop_consumer, consumer.silent_brokers)",
-        sets=("_coordination_task", "_heartbeat_task", "_commit_refresh_task", "coordinator_id"),
+        "ending a group consumer's tasks within a time limit, finding its coordinator, and "
+        "its generation and member id for offsets committed in a transaction "
+        "(consumer.stop_consumer, consumer.silent_brokers, consumer.group_member)",
+        sets=(
+            "_coordination_task",
+            "_heartbeat_task",
+            "_commit_refresh_task",
+            "coordinator_id",
+            "generation",
+            "member_id",
+            "_group_instance_id",
+        ),
     ),
     Internal(
         "aiokafka.consumer.fetcher",

@@ -75,17 +75,25 @@ class RecordBatch:
         producer_epoch: Its epoch, or -1.
         base_sequence: The sequence number of the first record, or -1.
         limit: The most bytes the batch may take; a first record larger still fits.
+        transactional: Whether the batch belongs to the producer's open transaction.
     """
 
     __slots__ = ("_append", "_builder", "size")
 
     def __init__(
-        self, *, codec: int, producer_id: int, producer_epoch: int, base_sequence: int, limit: int
+        self,
+        *,
+        codec: int,
+        producer_id: int,
+        producer_epoch: int,
+        base_sequence: int,
+        limit: int,
+        transactional: bool = False,
     ) -> None:
         builder = DefaultRecordBatchBuilder(
             magic=_MAGIC,
             compression_type=codec,
-            is_transactional=0,
+            is_transactional=int(transactional),
             producer_id=producer_id,
             producer_epoch=producer_epoch,
             base_sequence=base_sequence,
@@ -153,8 +161,12 @@ async def send_batch(
     acks: int,
     timeout_ms: int,
     brokers: Sequence[str],
+    transactional_id: str | None = None,
 ) -> tuple[int, int] | Error:
     """Send an encoded batch to the partition's leader once, and read the answer.
+
+    A transactional batch goes with its producer's `transactional_id` (Produce v3 and
+    later carry it; brokers refuse a transactional batch without it).
 
     Returns:
         `(base offset, append time in ms)` when written (the time is -1 unless the topic
@@ -165,7 +177,7 @@ async def send_batch(
     if leader is None or leader < 0:
         return broker_error(ErrorCode.LEADER_NOT_AVAILABLE, topic=topic, partition=partition)
     request = ProduceRequest(
-        transactional_id=None,
+        transactional_id=transactional_id,
         required_acks=acks,
         timeout=timeout_ms,
         topics=[(topic, [(partition, cast(bytes, data))])],

@@ -114,7 +114,13 @@ class Producer:
         self._producer_id = -1
         self._producer_epoch = -1
         self._pid_lock = asyncio.Lock()
+        self._transactional = settings.transactional_id is not None
+        self._idle = asyncio.Event()
+        self._idle.set()
         self.counters = Counters()
+        self.first_failure: Error | None = None
+        """The error of the first batch that failed since `first_failure` was last reset to
+        None (a transactional writer resets it as each transaction begins)."""
 
     # -- accepting messages ---------------------------------------------------------------
 
@@ -140,6 +146,7 @@ class Producer:
         state.queued_messages += count
         state.queued_bytes += chunk.nbytes
         self.counters.queued += count
+        self._idle.clear()
         call = chunk.call
         if call is not None:
             call.pending += count
@@ -158,6 +165,15 @@ class Producer:
         """Ask the cluster for a producer id and epoch, for idempotent writes."""
         self._producer_id, self._producer_epoch = await self._kafka.init_producer_id()
 
+    def use_producer_id(self, producer_id: int, producer_epoch: int) -> None:
+        """Write as this producer id and epoch from the next batch on: a transactional
+        writer's, from its coordinator. Each partition's sequence starts again at 0."""
+        self._producer_id, self._producer_epoch = producer_id, producer_epoch
+
+    async def wait_idle(self) -> None:
+        """Wait until every accepted message is settled: written or failed."""
+        await self._idle.wait()
+
     # -- sending --------------------------------------------------------------------------
 
     async def _drain(self, state: _Partition) -> None:
@@ -165,9 +181,12 @@ class Producer:
             while state.queue:
                 if self._settings.batch_timeout > 0 and not self._closing:
                     await self._linger(state)
-                if self._settings.idempotent and state.producer_id != self._producer_id:
+                if self._settings.idempotent and (
+                    state.producer_id != self._producer_id
+                    or state.producer_epoch != self._producer_epoch
+                ):
                     async with self._pid_lock:
-                        if self._producer_id < 0:
+                        if self._producer_id < 0 and not self._transactional:
                             await self.init_producer_id()
                     state.producer_id = self._producer_id
                     state.producer_epoch = self._producer_epoch
@@ -248,6 +267,7 @@ class Producer:
             producer_epoch=state.producer_epoch,
             base_sequence=state.sequence if state.producer_id >= 0 else -1,
             limit=limit,
+            transactional=self._transactional,
         )
         # One clock reading per batch: every message without a time of its own gets it.
         now_ms = int(time.time() * 1000)
@@ -298,6 +318,7 @@ class Producer:
                 data,
                 acks=settings.acks,
                 timeout_ms=settings.timeout_ms,
+                transactional_id=settings.transactional_id,
             )
             if isinstance(error, tuple):
                 base_offset, append_time_ms = error
@@ -307,9 +328,11 @@ class Producer:
             if not retriable or attempt >= settings.max_attempts:
                 if retriable:
                     error = _exhausted(error, attempt)
-                if settings.idempotent:
+                if settings.idempotent and not self._transactional:
                     # The broker's sequence for this producer id is now unknowable: start
-                    # over with a fresh id rather than risk an out-of-order rejection.
+                    # over with a fresh id rather than risk an out-of-order rejection. (A
+                    # transactional writer aborts instead, and its coordinator gives it a
+                    # new epoch.)
                     self._producer_id = -1
                 self._fail(state, state.in_flight, error)
                 return
@@ -423,6 +446,8 @@ class Producer:
             state.in_flight = []
         count = sum(len(chunk.messages) for chunk in chunks)
         self.counters.errors += count
+        if self.first_failure is None:
+            self.first_failure = error
         self._log.error(
             "write_failed",
             topic=state.topic,
@@ -449,9 +474,11 @@ class Producer:
             self._complete(completion, failed, error)
 
     def _release(self, count: int) -> None:
-        self.counters.queued -= count
-        if self.counters.queued < self._settings.queue_capacity:
+        queued = self.counters.queued = self.counters.queued - count
+        if queued < self._settings.queue_capacity:
             self._space.set()
+            if not queued:
+                self._idle.set()
 
     def _complete(
         self, completion: Completion, messages: list[Message], error: Error | None

@@ -30,6 +30,7 @@ class ProducerSettings:
         "max_attempts",
         "queue_capacity",
         "timeout_ms",
+        "transactional_id",
     )
 
     def __init__(
@@ -48,6 +49,7 @@ class ProducerSettings:
         queue_capacity: int,
         completion: Completion | None,
         brokers: Sequence[str],
+        transactional_id: str | None = None,
     ) -> None:
         self.acks = acks
         self.codec = codec
@@ -62,6 +64,7 @@ class ProducerSettings:
         self.queue_capacity = queue_capacity
         self.completion = completion
         self.brokers = tuple(brokers)
+        self.transactional_id = transactional_id
 
 
 class Counters:
