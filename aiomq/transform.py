@@ -210,6 +210,11 @@ def _check(reader: Reader, writer: Writer, *, exactly_once: bool, transactional:
             "a transactional writer only writes in transactions: use exactly_once=True, or "
             "a Writer without transactional_id for at-least-once"
         )
+    if not exactly_once and writer.config.async_mode:
+        raise ConfigError(
+            "transform commits each batch's inputs after its outputs are written: give it a "
+            "Writer with async_mode=False (or a transactional one, for exactly_once)"
+        )
     if exactly_once and reader.config.isolation_level is not IsolationLevel.READ_COMMITTED:
         raise ConfigError(
             "transform(exactly_once=True) needs a reader with "
@@ -244,10 +249,13 @@ async def _outputs(fn: TransformFunction, message: Message) -> list[Message]:
         return []
     if isinstance(result, Message):
         return [result]
-    try:
-        outputs = list(result)
-    except TypeError:
-        outputs = [result]  # type: ignore[list-item]  # refused just below
+    if isinstance(result, str | bytes | bytearray):
+        outputs: list[Any] = [result]  # iterable, but surely a mistake: refused below
+    else:
+        try:
+            outputs = list(result)
+        except TypeError:
+            outputs = [result]  # refused just below
     for output in outputs:
         if not isinstance(output, Message):
             raise ConfigError(

@@ -78,6 +78,10 @@ class ApiKey(enum.IntEnum):
     SYNC_GROUP = 14
     API_VERSIONS = 18
     INIT_PRODUCER_ID = 22
+    ADD_PARTITIONS_TO_TXN = 24
+    ADD_OFFSETS_TO_TXN = 25
+    END_TXN = 26
+    TXN_OFFSET_COMMIT = 28
 
 
 class ErrorCode(enum.IntEnum):
@@ -102,7 +106,11 @@ class ErrorCode(enum.IntEnum):
     ILLEGAL_GENERATION = 22
     UNKNOWN_MEMBER_ID = 25
     REBALANCE_IN_PROGRESS = 27
+    INVALID_PRODUCER_EPOCH = 47
+    INVALID_TXN_STATE = 48
+    CONCURRENT_TRANSACTIONS = 51
     KAFKA_STORAGE_ERROR = 56
+    PRODUCER_FENCED = 90
 
 
 class MockClusterError(RuntimeError):

@@ -300,6 +300,8 @@ class Transactions:
                 or did not answer (the message says whether the outcome is unknown).
             ProducerFencedError: The writer was fenced; nothing of it is committed.
         """
+        if self._state is _State.FENCED:
+            raise self._fenced_again("committing the transaction")
         self._state = _State.ENDING
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._timeout
@@ -355,6 +357,9 @@ class Transactions:
     async def abort(self) -> None:
         """Abort the open transaction; never raises an `Exception` (a failure is logged,
         and the next transaction's new epoch completes the abort)."""
+        if self._state is _State.FENCED:
+            # A newer writer took over, and aborted this one's transaction doing so.
+            return
         self._state = _State.ENDING
         try:
             await self._abort_quietly()
