@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.brokers import external_bootstrap
 from tests.support.tls import TLSBroker
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
@@ -74,6 +75,25 @@ EXPECTED: dict[str, list[str]] = {
         r"failed attempts counted in stats\(\): True",
         r"read b'after the outage', same reader, no restart",
     ],
+    "transactions.py": [
+        r"open transaction: a READ_COMMITTED reader sees nothing yet",
+        r"transaction 1 committed: alice's payment and ledger entry",
+        r"transaction 2 aborted: bob: 25000 cents is over the limit",
+        r"transaction 3 committed: example-payments-\w+@4, example-ledger-\w+@4",
+        # The aborted messages show only on a broker that does not hide them.
+        r"reader of example-payments-\w+: b'paid 1250', (b'paid 25000', )?b'paid 800'\n",
+        r"reader of example-ledger-\w+: b'debit 1250', (b'debit 25000', )?b'debit 800'\n",
+    ],
+    "transform_exactly_once.py": [
+        r"seeded 8 orders on 3 partitions",
+        r"downstream read 10 items",
+        r"transform returned TransformStats\(batches=\d+, messages_read=8, "
+        r"messages_written=10, batches_dropped=0\)",
+        # The group's committed offset of each partition is the number of orders there.
+        r"committed example-orders-\w+\[0\] at (\d+) \(orders seeded there: \1\)",
+        r"committed example-orders-\w+\[1\] at (\d+) \(orders seeded there: \1\)",
+        r"committed example-orders-\w+\[2\] at (\d+) \(orders seeded there: \1\)",
+    ],
     "write_sync.py": [
         r"wrote key=b'order-1' to partition \d+ at offset \d+",
         r"wrote key=b'order-2' to partition \d+ at offset \d+",
@@ -122,6 +142,10 @@ def test_example_runs_against_the_broker_and_prints_its_results(
     if name == "read_time_range.py":
         # Exactly the three messages of the range, whatever the broker's timestamp look-up.
         assert len(re.findall(r"^\d\d:\d\d offset", result.stdout, re.MULTILINE)) == 3
+    if name == "transactions.py" and external_bootstrap() is not None:
+        # Only Apache Kafka hides aborted records; the embedded broker shows them.
+        assert "no message of the aborted transaction" in result.stdout, result.stdout
+        assert "this broker shows aborted records" not in result.stdout, result.stdout
     if name == "read_all_partitions_latest.py":
         # Only messages written after the readers took their positions.
         assert "b'old" not in result.stdout, result.stdout
