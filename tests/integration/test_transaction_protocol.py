@@ -234,3 +234,28 @@ async def test_offsets_committed_in_an_aborted_transaction_leave_the_group_uncha
             await end_transaction(client, node, transactional_id, *ids, commit=commit)
 
     assert await committed(bootstrap_servers, group_id, topic) == {0: 5, 1: -1}
+
+
+@pytest.mark.external_broker(
+    "the local brokers do not check the producer id and epoch of InitProducerId v3 (KIP-360)"
+)
+async def test_renewing_the_epoch_of_a_fenced_producer_is_refused_as_fenced(
+    bootstrap_servers: str,
+) -> None:
+    """A producer renewing its epoch with its id and epoch must not take the transactional
+    id back from a newer producer (the embedded broker fails on the request; the mock
+    cluster renews it anyway)."""
+    transactional_id = unique("txn")
+    async with connected(bootstrap_servers) as client:
+        node = await find_transaction_coordinator(client, transactional_id)
+        old = await init_transactional_producer(client, node, transactional_id, TRANSACTION_TIMEOUT)
+        renewed = await init_transactional_producer(
+            client, node, transactional_id, TRANSACTION_TIMEOUT, old
+        )
+        assert renewed == (old[0], old[1] + 1)
+        await init_transactional_producer(client, node, transactional_id, TRANSACTION_TIMEOUT)
+        with pytest.raises(BrokerError) as caught:
+            await init_transactional_producer(
+                client, node, transactional_id, TRANSACTION_TIMEOUT, renewed
+            )
+    assert caught.value.code in {ErrorCode.PRODUCER_FENCED, ErrorCode.INVALID_PRODUCER_EPOCH}

@@ -46,9 +46,11 @@ from aiomq import (
     RequiredAcks,
     TopicSpec,
     TransactionError,
+    WriteErrors,
     Writer,
 )
 from aiomq._internal.kafka.consumer import group_member
+from aiomq.testing import EmbeddedBroker
 from tests.integration.test_reader import DEADLINE, fetch_n, group_reader
 from tests.support.brokers import external_bootstrap
 from tests.support.mock_cluster import ApiKey, ErrorCode, MockCluster
@@ -343,6 +345,61 @@ async def test_a_second_writer_with_the_same_transactional_id_fences_the_first(
             await second.write_messages(Message(value=b"alive", partition=0))
     async with committed_reader(bootstrap_servers, topic) as reader:
         assert b"alive" in await values_until(reader, {b"alive"})
+
+
+async def test_a_fenced_writer_that_aborted_does_not_take_its_transactional_id_back(
+    bootstrap_servers: str, topic: str
+) -> None:
+    """After an abort the older writer asks for its epoch again before its next
+    transaction; that must not fence the newer writer that took the id meanwhile."""
+    await create_topics(bootstrap_servers, topic)
+    transactional_id = unique("txn")
+    async with transactional(bootstrap_servers, transactional_id, topic=topic) as first:
+        with contextlib.suppress(LookupError):
+            async with first.transaction():
+                await first.write_messages(Message(value=b"aborted", partition=0))
+                raise LookupError("abort")
+        async with transactional(bootstrap_servers, transactional_id, topic=topic) as second:
+            with pytest.raises(ProducerFencedError):
+                async with first.transaction():
+                    await first.write_messages(Message(value=b"zombie", partition=0))
+            async with second.transaction():
+                await second.write_messages(Message(value=b"alive", partition=0))
+
+
+async def test_after_a_failed_write_the_embedded_broker_cannot_renew_the_epoch_so_reopen(
+    kafka_faulty_broker: EmbeddedBroker, topic: str
+) -> None:
+    """A batch that failed half-way leaves its sequence unknown: the next transaction needs
+    a new epoch, asked for with the writer's id and epoch (KIP-360) so that a writer
+    fenced meanwhile cannot take its transactional id back. The embedded broker fails on
+    that request, so the writer says to reopen it; a new writer with the same
+    transactional id carries on. (The mock cluster renews; see the test below.)"""
+    servers = kafka_faulty_broker.bootstrap_servers
+    await create_topics(servers, topic, partitions=1)
+    transactional_id = unique("txn")
+    async with transactional(
+        servers, transactional_id, topic=topic, max_attempts=1, write_timeout=1.0
+    ) as writer:
+
+        async def write_through_a_cut() -> None:
+            async with writer.transaction():
+                await writer.write_messages(Message(value=b"before"))
+                kafka_faulty_broker.faults.cut()
+                await writer.write_messages(Message(value=b"lost"))
+
+        with captured_logs() as logs, pytest.raises(WriteErrors):
+            await write_through_a_cut()
+        kafka_faulty_broker.faults.heal()
+        assert "transaction_abort_failed" in [entry["event"] for entry in logs]
+
+        with pytest.raises(TransactionError, match="open a new writer") as caught:
+            async with writer.transaction():
+                pass
+        assert caught.value.step == "renewing the producer epoch before a transaction"
+    successor = transactional(servers, transactional_id, topic=topic)
+    async with successor, successor.transaction():
+        await successor.write_messages(Message(value=b"after"))
 
 
 async def test_a_writer_killed_mid_transaction_is_aborted_by_its_successor(
@@ -713,6 +770,39 @@ async def test_a_failed_write_makes_the_commit_abort_instead(
         assert writer.stats().errors == 1
     end_txns = mock_cluster.requests(ApiKey.END_TXN)
     assert len(end_txns) == 1  # the abort
+
+
+async def test_after_a_failed_write_the_next_transaction_renews_the_epoch_and_commits(
+    mock_cluster: MockCluster, mock_topic: str
+) -> None:
+    mock_cluster.start_request_tracking()
+    async with transactional(
+        mock_cluster.bootstrap_servers, topic=mock_topic, max_attempts=1
+    ) as writer:
+        mock_cluster.push_request_errors(ApiKey.PRODUCE, ErrorCode.NOT_LEADER_OR_FOLLOWER)
+        with pytest.raises(WriteErrors):
+            async with writer.transaction():
+                await writer.write_messages(Message(value=b"x", partition=0))
+        inits = len(mock_cluster.requests(ApiKey.INIT_PRODUCER_ID))
+        async with writer.transaction():
+            written = await writer.write_messages(Message(value=b"y", partition=0))
+        assert written[0].offset >= 0
+        assert len(mock_cluster.requests(ApiKey.INIT_PRODUCER_ID)) == inits + 1
+
+
+async def test_a_clean_abort_needs_no_new_epoch(mock_cluster: MockCluster, mock_topic: str) -> None:
+    mock_cluster.start_request_tracking()
+    async with transactional(mock_cluster.bootstrap_servers, topic=mock_topic) as writer:
+        inits = len(mock_cluster.requests(ApiKey.INIT_PRODUCER_ID))
+        for _ in range(3):
+            with contextlib.suppress(LookupError):
+                async with writer.transaction():
+                    await writer.write_messages(Message(value=b"x", partition=0))
+                    raise LookupError
+        async with writer.transaction():
+            await writer.write_messages(Message(value=b"y", partition=0))
+        assert len(mock_cluster.requests(ApiKey.INIT_PRODUCER_ID)) == inits
+        assert len(mock_cluster.requests(ApiKey.END_TXN)) == 4
 
 
 async def test_a_commit_the_coordinator_never_answers_ends_within_write_timeout(

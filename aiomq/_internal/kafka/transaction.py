@@ -107,14 +107,27 @@ class TransactionalInitProducerIdRequest(Request[_InitProducerIdStruct]):
 
     API_KEY = 22
 
-    def __init__(self, transactional_id: str, transaction_timeout_ms: int) -> None:
+    def __init__(
+        self,
+        transactional_id: str,
+        transaction_timeout_ms: int,
+        producer_id: int = _NO_PRODUCER,
+        producer_epoch: int = _NO_PRODUCER,
+    ) -> None:
         self._transactional_id = transactional_id
         self._timeout_ms = transaction_timeout_ms
+        self._producer = (producer_id, producer_epoch)
 
     def build(self, request_struct_class: type[_InitProducerIdStruct]) -> _InitProducerIdStruct:
         if request_struct_class is InitProducerIdRequest_v3:
             return InitProducerIdRequest_v3(
-                self._transactional_id, self._timeout_ms, _NO_PRODUCER, _NO_PRODUCER, {}
+                self._transactional_id, self._timeout_ms, *self._producer, {}
+            )
+        if self._producer[0] != _NO_PRODUCER:
+            # v0 cannot say which producer asks: the coordinator would take it for a new
+            # one and fence whichever producer holds the transactional id now.
+            raise ak.IncompatibleBrokerVersion(
+                "renewing a producer's epoch needs InitProducerId v3 or later"
             )
         return request_struct_class(self._transactional_id, self._timeout_ms)
 
@@ -249,12 +262,20 @@ async def find_transaction_coordinator(client: KafkaClient, transactional_id: st
 
 
 async def init_transactional_producer(
-    client: KafkaClient, node: int, transactional_id: str, transaction_timeout: float
+    client: KafkaClient,
+    node: int,
+    transactional_id: str,
+    transaction_timeout: float,
+    current: tuple[int, int] = (_NO_PRODUCER, _NO_PRODUCER),
 ) -> tuple[int, int]:
     """Get the producer id and a new epoch for `transactional_id` from its coordinator.
 
-    The coordinator fences every older producer with the same transactional id (their
-    epoch is now stale) and aborts a transaction one of them left open.
+    A new producer (`current` left out) fences every older producer with the same
+    transactional id (their epoch is now stale) and gets a transaction one of them left
+    open aborted. A producer that has an id already passes it with its epoch (KIP-360,
+    InitProducerId v3): the coordinator then bumps the epoch only if it is still the
+    latest, and answers PRODUCER_FENCED (INVALID_PRODUCER_EPOCH before Kafka 2.7) if a
+    newer producer took the transactional id meanwhile.
 
     Args:
         client: The connection to the cluster.
@@ -262,6 +283,7 @@ async def init_transactional_producer(
         transactional_id: The producer's transactional id.
         transaction_timeout: Seconds after which the coordinator aborts an open
             transaction of this producer.
+        current: The producer's id and epoch, if it has them. Sent only with v3.
 
     Returns:
         `(producer_id, producer_epoch)`.
@@ -272,7 +294,9 @@ async def init_transactional_producer(
             CONCURRENT_TRANSACTIONS among others).
     """
     step = "initializing the transactional producer"
-    request = TransactionalInitProducerIdRequest(transactional_id, int(transaction_timeout * 1000))
+    request = TransactionalInitProducerIdRequest(
+        transactional_id, int(transaction_timeout * 1000), *current
+    )
     response = await _send(client, node, request, transactional_id, step)
     _check(response.error_code, transactional_id, step)
     return response.producer_id, response.producer_epoch

@@ -59,6 +59,10 @@ _COORDINATOR_MOVED: Final = frozenset(
 )
 """Answers after which the coordinator is looked up again."""
 
+_NO_RENEWAL: Final = frozenset({ErrorCode.UNSUPPORTED_VERSION, ErrorCode.UNKNOWN_SERVER_ERROR})
+"""Answers of a broker that cannot renew a producer's epoch (KIP-360): it lacks
+InitProducerId v3, or fails on a producer id and epoch in it (the embedded broker)."""
+
 _RETRIABLE: Final = frozenset(
     {
         ErrorCode.CONCURRENT_TRANSACTIONS,
@@ -195,7 +199,7 @@ class Transactions:
         self._state = _State.OPEN
         try:
             if self._stale_epoch:
-                await self._init("renewing the producer epoch before a transaction")
+                await self._init("renewing the producer epoch before a transaction", renew=True)
         except BaseException:
             if self._state is _State.OPEN:
                 self._state = _State.READY
@@ -369,17 +373,21 @@ class Transactions:
 
     async def _abort_quietly(self) -> None:
         """Wait for the transaction's writes (within `write_timeout`), then abort it."""
-        # Whatever happens here, the next transaction starts from a fresh epoch: a batch
-        # of this one may have failed half-way, and its sequence is unknown.
-        self._stale_epoch = True
         deadline = asyncio.get_running_loop().time() + self._timeout
         try:
             if not await self._settle(deadline):
-                # Batches still in flight could land after an abort marker; the new epoch
+                # Batches still in flight could land after an abort marker; a new epoch
                 # fences them and aborts the transaction in one step.
-                await self._init("aborting the transaction with a new epoch", deadline=deadline)
+                self._stale_epoch = True
+                await self._init(
+                    "aborting the transaction with a new epoch", deadline=deadline, renew=True
+                )
                 self._log.warning("transaction_aborted", by="new epoch")
                 return
+            if self._producer.first_failure is not None:
+                # A batch failed half-way: the broker's sequence for it is unknown, so
+                # the next transaction starts from a new epoch (sequences from 0).
+                self._stale_epoch = True
             await self._retrying(
                 "aborting the transaction",
                 lambda node: end_transaction(
@@ -393,6 +401,8 @@ class Transactions:
                 deadline=deadline,
             )
         except TransactionError as exc:
+            # The next transaction's new epoch completes the abort.
+            self._stale_epoch = True
             self._log.warning("transaction_abort_failed", error=str(exc))
             return
         self._log.info("transaction_aborted")
@@ -410,13 +420,44 @@ class Transactions:
 
     # -- the protocol, with retries --------------------------------------------------------
 
-    async def _init(self, step: str, *, deadline: float | None = None) -> None:
+    async def _init(self, step: str, *, deadline: float | None = None, renew: bool = False) -> None:
+        """Get a producer id and epoch: a new producer's at start, and the next epoch of
+        this one's when `renew` (after a failure left its sequence or its transaction's
+        outcome unknown).
+
+        Renewing sends the current id and epoch (KIP-360), so that a coordinator whose
+        transactional id a newer writer has taken answers fenced. Asking as a new
+        producer instead would fence that newer writer: a writer that was itself fenced
+        would take the transactional id back.
+
+        Raises:
+            ProducerFencedError: A newer writer has the transactional id.
+            TransactionError: The coordinator refused, or cannot renew an epoch safely.
+        """
+        current = (self._producer_id, self._epoch) if renew else (-1, -1)
+
         async def init(node: int) -> tuple[int, int]:
             return await init_transactional_producer(
-                self._kafka, node, self.transactional_id, self._transaction_timeout
+                self._kafka, node, self.transactional_id, self._transaction_timeout, current
             )
 
-        self._producer_id, self._epoch = await self._retrying(step, init, deadline=deadline)
+        try:
+            self._producer_id, self._epoch = await self._retrying(step, init, deadline=deadline)
+        except ProducerFencedError:
+            raise
+        except TransactionError as exc:
+            cause = exc.__cause__
+            if renew and isinstance(cause, BrokerError) and cause.code in _NO_RENEWAL:
+                raise TransactionError(
+                    f"the broker cannot renew the epoch of the writer with transactional id "
+                    f"{self.transactional_id!r} ({cause.name}; renewing needs InitProducerId "
+                    "v3 with the producer's id and epoch, Kafka 2.5 and later), which this "
+                    "writer needs after a failed write or an unknown outcome: close it and "
+                    "open a new writer with the same transactional id",
+                    transactional_id=self.transactional_id,
+                    step=step,
+                ) from cause
+            raise
         self._producer.use_producer_id(self._producer_id, self._epoch)
         self._stale_epoch = False
         self._log.debug("producer_id_initialized", producer_id=self._producer_id, epoch=self._epoch)
