@@ -53,6 +53,13 @@ class WriterStats:
     queued: int
     """Messages accepted and not yet settled (in a batch being sent, or waiting for one)."""
 
+    transactions: int = 0
+    """Transactions committed (a transactional writer's; 0 for the others)."""
+
+    transactions_aborted: int = 0
+    """Transactions aborted: by an exception or cancellation in the block, by a write that
+    failed in them, or by closing the writer inside one."""
+
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class PartitionStats:

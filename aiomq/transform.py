@@ -97,7 +97,9 @@ async def transform(
         reader: An open group reader (with `group_id`). For `exactly_once` its
             `isolation_level` must be `READ_COMMITTED`: inputs of aborted transactions
             must not be transformed.
-        writer: An open writer: transactional (`transactional_id`) for `exactly_once`.
+        writer: An open writer: transactional (`transactional_id`) for `exactly_once`;
+            otherwise one that waits for its writes (`async_mode=False`), so that inputs
+            are committed only after their outputs are written.
         fn: Called with each input message; returns a `Message`, an iterable of them, or
             None for nothing; may be a coroutine function.
         exactly_once: Whether each batch is one transaction. Default: None, which means

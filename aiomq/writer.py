@@ -482,6 +482,10 @@ class Writer(AsyncResource):
             BackgroundTaskError: A background task of the writer failed unexpectedly (a
                 bug, logged as `writer_failed`), and the writer accepts nothing more; the
                 error is caused by the original exception. Close the writer and open another.
+            TransactionError: The writer is transactional and no transaction is open (or
+                it is ending), or the coordinator refused the write's partitions.
+            ProducerFencedError: The writer is transactional and a newer writer with its
+                transactional id has started; close it.
         """
         producer = self._producer
         if producer is None or not self._life.is_open:
@@ -710,6 +714,8 @@ class Writer(AsyncResource):
             batch_time_avg=c.batch_time_total / batches,
             batch_time_max=c.batch_time_max,
             queued=c.queued,
+            transactions=c.transactions,
+            transactions_aborted=c.transactions_aborted,
         )
 
 

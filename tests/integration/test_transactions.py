@@ -287,6 +287,8 @@ async def test_an_exception_aborts_the_transaction_and_propagates_unchanged(
         async with writer.transaction():
             await writer.write_messages(Message(value=b"kept"))
             await writer.send_offsets(reader, inputs)
+        stats = writer.stats()
+        assert (stats.transactions, stats.transactions_aborted) == (1, 1)
     assert await group_offsets(bootstrap_servers, group_id, topic) == {0: 4, 1: -1}
 
     if external_bootstrap() is not None:
@@ -672,6 +674,11 @@ async def test_cancelling_inside_a_transaction_at_random_points_never_half_commi
         assert set(outcomes.values()) == {"committed", "cancelled"}, outcomes
         async with writer.transaction():
             await writer.write_messages(Message(value=b"end", partition=0))
+        # Each transaction committed or aborted, none both or neither.
+        stats = writer.stats()
+        committed_count = sum(o == "committed" for o in outcomes.values())
+        assert stats.transactions == committed_count + 1
+        assert stats.transactions_aborted == rounds - committed_count
 
     if external_bootstrap() is not None:
         async with committed_reader(bootstrap_servers, f"{topic}.out") as check:

@@ -81,6 +81,8 @@ class Counters:
         "messages",
         "queued",
         "retries",
+        "transactions",
+        "transactions_aborted",
         "writes",
     )
 
@@ -96,3 +98,5 @@ class Counters:
         self.batch_time_total = 0.0
         self.batch_time_max = 0.0
         self.queued = 0
+        self.transactions = 0
+        self.transactions_aborted = 0

@@ -352,6 +352,7 @@ class Transactions:
                 )
                 raise
             self._log.debug("transaction_committed")
+            self._producer.counters.transactions += 1
             for callback in self._on_commit:
                 callback()
         finally:
@@ -373,6 +374,7 @@ class Transactions:
 
     async def _abort_quietly(self) -> None:
         """Wait for the transaction's writes (within `write_timeout`), then abort it."""
+        self._producer.counters.transactions_aborted += 1
         deadline = asyncio.get_running_loop().time() + self._timeout
         try:
             if not await self._settle(deadline):
