@@ -8,9 +8,6 @@ SIGKILL, which no clean-up code survives.
 from __future__ import annotations
 
 import asyncio
-import signal
-import sys
-from pathlib import Path
 
 from aiokafka.structs import TopicPartition
 
@@ -22,8 +19,8 @@ from tests.integration.test_reader import (
     values,
     write,
 )
+from tests.support.processes import child_module, kill_hard
 
-ROOT = Path(__file__).resolve().parents[2]
 TOTAL = 400
 KILL_AFTER = 120
 
@@ -34,34 +31,20 @@ async def run_and_kill(bootstrap_servers: str, topic: str, group_id: str) -> lis
 
     Its stderr (its logs) is the test's, so pytest shows it when the test fails.
     """
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "tests.support.crash_reader",
-        bootstrap_servers,
-        topic,
-        group_id,
-        cwd=ROOT,
-        stdout=asyncio.subprocess.PIPE,
-    )
-    assert process.stdout is not None
     processed: list[int] = []
-    try:
+    async with child_module(
+        "tests.support.crash_reader", bootstrap_servers, topic, group_id
+    ) as process:
+        assert process.stdout is not None
         async with asyncio.timeout(DEADLINE):
             while len(processed) < KILL_AFTER:
                 line = await process.stdout.readline()
                 assert line, "the crash reader stopped by itself; its stderr says why"
                 processed.append(int(line))
-        process.send_signal(signal.SIGKILL)
+        await kill_hard(process)
+        # What it printed before the signal landed is processed too.
         async with asyncio.timeout(DEADLINE):
-            # What it printed before the signal landed is processed too.
             processed += [int(line) for line in (await process.stdout.read()).split()]
-            await process.wait()
-    finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
-    assert process.returncode == -signal.SIGKILL
     return processed
 
 

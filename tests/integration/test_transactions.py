@@ -22,12 +22,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-import signal
-import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator, MutableMapping
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -54,10 +51,8 @@ from aiomq.testing import EmbeddedBroker
 from tests.integration.test_reader import DEADLINE, fetch_n, group_reader
 from tests.support.brokers import external_bootstrap
 from tests.support.mock_cluster import ApiKey, ErrorCode, MockCluster
+from tests.support.processes import child_module, kill_hard
 from tests.support.waiting import wait_until
-
-ROOT = Path(__file__).resolve().parents[2]
-
 
 # -- helpers ------------------------------------------------------------------------------
 
@@ -415,28 +410,14 @@ async def test_a_writer_killed_mid_transaction_is_aborted_by_its_successor(
     await seed(bootstrap_servers, topic, 5)
     group_id = unique("group")
     transactional_id = unique("txn")
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "tests.support.crash_transaction",
-        bootstrap_servers,
-        topic,
-        group_id,
-        transactional_id,
-        cwd=ROOT,
-        stdout=asyncio.subprocess.PIPE,
-    )
-    assert process.stdout is not None
-    try:
+    async with child_module(
+        "tests.support.crash_transaction", bootstrap_servers, topic, group_id, transactional_id
+    ) as process:
+        assert process.stdout is not None
         async with asyncio.timeout(DEADLINE):
             line = await process.stdout.readline()
         assert line.strip() == b"open", "the crashing writer stopped early; its stderr says why"
-        process.send_signal(signal.SIGKILL)
-        await process.wait()
-    finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
+        await kill_hard(process)
 
     async with committed_reader(bootstrap_servers, f"{topic}.out") as reader:
         # The open transaction holds its records back.

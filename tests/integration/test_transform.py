@@ -8,10 +8,7 @@ records, except where a test says so: there, only "at least once" is checked loc
 from __future__ import annotations
 
 import asyncio
-import signal
-import sys
 from collections import Counter, defaultdict
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -37,9 +34,9 @@ from tests.integration.test_transactions import (
     values_within,
 )
 from tests.support.brokers import external_bootstrap
+from tests.support.processes import child_module, kill_hard
 from tests.support.waiting import wait_until
 
-ROOT = Path(__file__).resolve().parents[2]
 PER_PARTITION = 100
 
 
@@ -364,31 +361,15 @@ async def crash_and_resume(bootstrap_servers: str, topic: str) -> list[bytes]:
     await seed_keyed(bootstrap_servers, topic, 2, PER_PARTITION)
     group_id = unique("transform")
     transactional_id = unique("crash")
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "tests.support.crash_transform",
-        bootstrap_servers,
-        topic,
-        group_id,
-        transactional_id,
-        cwd=ROOT,
-        stdout=asyncio.subprocess.PIPE,
-    )
-    assert process.stdout is not None
-    try:
+    async with child_module(
+        "tests.support.crash_transform", bootstrap_servers, topic, group_id, transactional_id
+    ) as process:
+        assert process.stdout is not None
         async with asyncio.timeout(DEADLINE):
-            transformed = 0
-            while transformed < 60:
+            for _ in range(60):
                 line = await process.stdout.readline()
                 assert line, "the crashing transform stopped early; its stderr says why"
-                transformed += 1
-        process.send_signal(signal.SIGKILL)
-        await process.wait()
-    finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
+        await kill_hard(process)
     before = await group_offsets(bootstrap_servers, group_id, topic)
     assert 0 < sum(max(o, 0) for o in before.values()) < 2 * PER_PARTITION, before
 

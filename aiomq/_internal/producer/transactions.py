@@ -329,18 +329,7 @@ class Transactions:
                     step="committing the transaction",
                 ) from failure
             try:
-                await self._retrying(
-                    "committing the transaction",
-                    lambda node: end_transaction(
-                        self._kafka,
-                        node,
-                        self.transactional_id,
-                        self._producer_id,
-                        self._epoch,
-                        commit=True,
-                    ),
-                    deadline=deadline,
-                )
+                await self._end(commit=True, deadline=deadline)
             except ProducerFencedError:
                 raise
             except TransactionError as exc:
@@ -390,24 +379,28 @@ class Transactions:
                 # A batch failed half-way: the broker's sequence for it is unknown, so
                 # the next transaction starts from a new epoch (sequences from 0).
                 self._stale_epoch = True
-            await self._retrying(
-                "aborting the transaction",
-                lambda node: end_transaction(
-                    self._kafka,
-                    node,
-                    self.transactional_id,
-                    self._producer_id,
-                    self._epoch,
-                    commit=False,
-                ),
-                deadline=deadline,
-            )
+            await self._end(commit=False, deadline=deadline)
         except TransactionError as exc:
             # The next transaction's new epoch completes the abort.
             self._stale_epoch = True
             self._log.warning("transaction_abort_failed", error=str(exc))
             return
         self._log.info("transaction_aborted")
+
+    async def _end(self, *, commit: bool, deadline: float) -> None:
+        """Commit or abort the transaction at the coordinator (EndTxn), with retries."""
+        await self._retrying(
+            "committing the transaction" if commit else "aborting the transaction",
+            lambda node: end_transaction(
+                self._kafka,
+                node,
+                self.transactional_id,
+                self._producer_id,
+                self._epoch,
+                commit=commit,
+            ),
+            deadline=deadline,
+        )
 
     async def _settle(self, deadline: float) -> bool:
         """Wait until no call is joining the transaction and every accepted message is
