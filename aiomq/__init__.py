@@ -42,6 +42,7 @@ from .errors import Error as Error
 from .errors import GroupNotEmptyError as GroupNotEmptyError
 from .errors import InvalidMessageError as InvalidMessageError
 from .errors import MessageTooLargeError as MessageTooLargeError
+from .errors import ProcessingError as ProcessingError
 from .errors import ProducerFencedError as ProducerFencedError
 from .errors import RequestTimeoutError as RequestTimeoutError
 from .errors import TLSError as TLSError
@@ -55,11 +56,17 @@ from .message import FIRST_OFFSET as FIRST_OFFSET
 from .message import LAST_OFFSET as LAST_OFFSET
 from .message import Header as Header
 from .message import Message as Message
+from .processing import DEAD_LETTER_HEADERS as DEAD_LETTER_HEADERS
+from .processing import Handler as Handler
+from .processing import Order as Order
+from .processing import Retry as Retry
 from .reader import IsolationLevel as IsolationLevel
 from .reader import Reader as Reader
 from .reader import ReaderConfig as ReaderConfig
 from .reader import TopicPartition as TopicPartition
+from .stats import PartitionProgress as PartitionProgress
 from .stats import PartitionStats as PartitionStats
+from .stats import ProcessingStats as ProcessingStats
 from .stats import ReaderStats as ReaderStats
 from .stats import WriterStats as WriterStats
 from .transform import TransformFunction as TransformFunction
@@ -94,6 +101,7 @@ __all__ = [
     "CommitError",
     "Compression",
     "ConfigError",
+    "DEAD_LETTER_HEADERS",
     "Dialer",
     "Error",
     "FIRST_OFFSET",
@@ -103,6 +111,7 @@ __all__ = [
     "GroupNotEmptyError",
     "GroupOffset",
     "GroupSession",
+    "Handler",
     "Hash",
     "Header",
     "InvalidMessageError",
@@ -114,9 +123,13 @@ __all__ = [
     "MessageTooLargeError",
     "Murmur2Balancer",
     "OAuthBearer",
+    "Order",
     "PartitionInfo",
+    "PartitionProgress",
     "PartitionStats",
     "Plain",
+    "ProcessingError",
+    "ProcessingStats",
     "ProducerFencedError",
     "Reader",
     "ReaderConfig",
@@ -124,6 +137,7 @@ __all__ = [
     "ReferenceHash",
     "RequestTimeoutError",
     "RequiredAcks",
+    "Retry",
     "RoundRobin",
     "SaslMechanism",
     "ScramSha256",

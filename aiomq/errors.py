@@ -19,6 +19,7 @@ of aiomq can still catch them sensibly::
     │   └── MessageTooLargeError           (code 10, or refused before sending)
     ├── WriteErrors                      some messages of one write failed; per message
     ├── CommitError                      offsets could not be committed
+    ├── ProcessingError                  a handler of `Reader.process` failed for good
     ├── TransactionError                 a transaction could not be used, committed or aborted
     │   └── ProducerFencedError          a newer writer with the same transactional id took over
     └── GroupNotEmptyError               a group still has members where none may remain
@@ -45,6 +46,7 @@ __all__ = [
     "GroupNotEmptyError",
     "InvalidMessageError",
     "MessageTooLargeError",
+    "ProcessingError",
     "ProducerFencedError",
     "RequestTimeoutError",
     "TLSError",
@@ -258,6 +260,27 @@ class CommitError(Error):
         self.offsets: dict[tuple[str, int], int] = dict(offsets or {})
         self.messages: list[Message] = list(messages)
         super().__init__(message)
+
+
+class ProcessingError(Error):
+    """A message could not be processed by `Reader.process`: its handler failed on every
+    attempt and there is no dead-letter topic, or writing it to the dead-letter topic
+    failed too.
+
+    `process` stopped taking new messages, let those running finish and committed what
+    had finished before raising; this message and every later one of its partition are
+    read again by whoever reads the partition next. The handler's (or the dead-letter
+    write's) exception is the `__cause__`.
+
+    Attributes:
+        message: The message that failed.
+        attempts: How many times its handler ran.
+    """
+
+    def __init__(self, text: str, *, message: Message, attempts: int) -> None:
+        self.message = message
+        self.attempts = attempts
+        super().__init__(text)
 
 
 class TransactionError(Error):

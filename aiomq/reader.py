@@ -19,10 +19,7 @@ from typing import Any, Final, Self
 
 from aiokafka.structs import TopicPartition as _TP
 
-from aiomq._internal.config import (
-    ClientSettings,
-    build_config,
-)
+from aiomq._internal.config import ClientSettings, build_config, check_positive_int
 from aiomq._internal.consumer.commits import GroupCommits, Listener, TransactionOffsets
 from aiomq._internal.consumer.fetch import check_partition, fill, new_consumer
 from aiomq._internal.consumer.options import check_reader_options
@@ -45,7 +42,9 @@ from aiomq._internal.shield import finish_shielded
 from aiomq.errors import ClosedError, CommitError, ConfigError
 from aiomq.group import GroupHandler, run_handler
 from aiomq.message import FIRST_OFFSET, LAST_OFFSET, Message, to_millis
+from aiomq.processing import Handler, Order, Retry, _dead_letter_writer, _Processor
 from aiomq.stats import ReaderStats
+from aiomq.writer import Writer
 
 __all__ = [
     "FIRST_OFFSET",
@@ -602,6 +601,113 @@ class Reader(AsyncResource):
         if not self._core.group:
             raise ConfigError("consume needs a consumer group: create the Reader with group_id")
         await run_handler(self._core, self._commits, handler)
+
+    # -- concurrent processing ------------------------------------------------------------
+
+    async def process(
+        self,
+        handler: Handler,
+        *,
+        concurrency: int = 64,
+        order: Order = Order.KEY,
+        retry: Retry | None = None,
+        dead_letter: str | Writer | None = None,
+        max_pending: int | None = None,
+    ) -> None:
+        """Handle messages concurrently until the reader closes, keeping order per key
+        (or per partition), retrying failures and committing only what has finished.
+
+        Up to `concurrency` handlers run at once. With `Order.KEY` (the default),
+        messages with the same key in a partition are handled one after another in offset
+        order, and messages without a key are one key of their partition. A partition's
+        committed offset only ever moves to just past the longest run of finished
+        messages from where it stood, never past a message still running or waiting
+        for a retry. Commits follow `commit_interval`: with 0, one commit at a time, each
+        carrying every watermark that moved meanwhile; otherwise the stash and its
+        flusher. After a crash, what finished at or beyond the committed offset is handled
+        again (at least once): make handlers idempotent.
+
+        A handler that raises is retried after a backoff (`retry`), holding back the
+        later messages of its key. After the last attempt the message goes to
+        `dead_letter` with headers saying where it came from and why
+        (`aiomq.processing.DEAD_LETTER_HEADERS`), and counts as finished. Without a
+        dead-letter topic, or when writing to it fails, `process` stops taking messages,
+        lets the running handlers finish, commits what finished and raises
+        `ProcessingError`: a message is never skipped silently.
+
+        Back pressure: fetching pauses while `max_pending` messages are fetched and not
+        finished, so a slow key holds back only its own messages until that limit.
+
+        Rebalances: no new message of a revoked partition starts; running handlers get
+        `rebalance_timeout` to finish, then are cancelled (logged as
+        `handlers_cancelled`); the finished prefix is committed and the rest left for the
+        next owner. Closing the reader from another task does the same for every
+        partition, within `close_timeout`, and `process` then returns; cancelling
+        `process` does it too, and the cancellation propagates.
+
+        Args:
+            handler: `async def handler(message) -> None`.
+            concurrency: The most handlers running at once. Default: 64.
+            order: Which messages are handled one after another. Default: Order.KEY.
+            retry: When and how often to retry a failed handler. Default: Retry() (3
+                attempts, backoff from 0.1 to 10 s, every Exception).
+            dead_letter: A topic name (written with a Writer made from this reader's
+                brokers and dialer; the topic must exist), or a Writer of your own with
+                a topic; None stops with `ProcessingError` on a message that fails for
+                good. Default: None.
+            max_pending: The most messages fetched and not finished. Default: 16 x
+                `concurrency`, at least 1,000.
+
+        Raises:
+            ConfigError: The reader is not in group mode, or an argument is invalid.
+            ProcessingError: A message failed for good (see above); its `__cause__` is the
+                handler's exception, or the dead-letter write's.
+            UnknownTopicOrPartitionError: The dead-letter topic does not exist.
+            ClosedError: The reader is not open.
+        """
+        core = self._core
+        if not core.group:
+            raise ConfigError("process needs a consumer group: create the Reader with group_id")
+        if not callable(handler):
+            raise ConfigError(f"handler must be an async function, not {handler!r}")
+        check_positive_int("concurrency", concurrency)
+        if not isinstance(order, Order):
+            raise ConfigError(f"order must be an Order member, not {order!r}")
+        if retry is None:
+            retry = Retry()
+        elif not isinstance(retry, Retry):
+            raise ConfigError(f"retry must be a Retry or None, not {retry!r}")
+        if max_pending is None:
+            max_pending = max(1000, 16 * concurrency)
+        check_positive_int("max_pending", max_pending)
+        if core.processing is not None:
+            raise ConfigError("process is already running on this reader")
+        core.open_consumer()
+        async with contextlib.AsyncExitStack() as stack:
+            write_dead_letter = None
+            if dead_letter is not None:
+                cfg = self.config
+                writer, owned = _dead_letter_writer(
+                    dead_letter, brokers=cfg.brokers, dialer=cfg.dialer, client_id=cfg.client_id
+                )
+                if owned:
+                    await stack.enter_async_context(writer)
+                topic = writer.config.topic
+                assert topic is not None
+                await writer._partitions(topic)  # the topic must exist before anything fails
+                write_dead_letter = writer.write_messages
+            processor = _Processor(
+                state=core,
+                commits=self._commits,
+                fetch=self.fetch_batch,
+                handler=handler,
+                concurrency=concurrency,
+                order=order,
+                retry=retry,
+                dead_letter=write_dead_letter,
+                max_pending=max_pending,
+            )
+            await processor.run()
 
     # -- observing ------------------------------------------------------------------------
 

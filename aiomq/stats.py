@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["PartitionStats", "ReaderStats", "WriterStats"]
+__all__ = [
+    "PartitionProgress",
+    "PartitionStats",
+    "ProcessingStats",
+    "ReaderStats",
+    "WriterStats",
+]
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -78,6 +84,48 @@ class PartitionStats:
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
+class PartitionProgress:
+    """How far `Reader.process` has come in one partition."""
+
+    topic: str
+    partition: int
+    committed: int
+    """The group's committed offset as far as the reader knows; -1 when unknown."""
+
+    finished: int
+    """The finished watermark: every message before this offset has finished (handled or
+    dead-lettered), so this is what the next commit will say; -1 before the first."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ProcessingStats:
+    """What a running `Reader.process` is doing, and has done since it started.
+
+    `running` and `waiting` describe the present; the other counters only grow.
+    """
+
+    running: int
+    """Handlers running now."""
+
+    waiting: int
+    """Messages fetched and not finished that are not running: queued behind an earlier
+    message of their key (or partition), waiting for a free handler, or backing off
+    before a retry."""
+
+    finished: int
+    """Messages finished: handled, or written to the dead-letter topic."""
+
+    retried: int
+    """Handler attempts that failed and were tried again."""
+
+    dead_lettered: int
+    """Messages written to the dead-letter topic."""
+
+    partitions: tuple[PartitionProgress, ...] = ()
+    """Progress per owned partition, sorted."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
 class ReaderStats:
     """Counters of a `Reader` since it was opened, taken at one moment.
 
@@ -115,3 +163,6 @@ class ReaderStats:
 
     partitions: tuple[PartitionStats, ...]
     """Per-partition position and lag, for the partitions the reader owns."""
+
+    processing: ProcessingStats | None = None
+    """What `Reader.process` is doing, while it runs; None otherwise."""

@@ -23,7 +23,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Final, Self
+from typing import Any, Final, Self
 
 from aiomq._internal.config import (
     ClientSettings,
@@ -33,6 +33,7 @@ from aiomq._internal.config import (
     check_positive_int,
     check_seconds,
 )
+from aiomq._internal.consumer.commits import GroupReader
 from aiomq._internal.kafka.client import KafkaClient
 from aiomq._internal.lifecycle import AsyncResource, Lifecycle
 from aiomq._internal.log import get_logger
@@ -59,9 +60,6 @@ from aiomq.errors import (
 )
 from aiomq.message import Message
 from aiomq.stats import WriterStats
-
-if TYPE_CHECKING:
-    from aiomq.reader import Reader
 
 __all__ = ["Compression", "RequiredAcks", "Transaction", "Writer", "WriterConfig"]
 
@@ -585,7 +583,7 @@ class Writer(AsyncResource):
             )
         return Transaction(self, transactions)
 
-    async def send_offsets(self, reader: Reader, messages: Iterable[Message]) -> None:
+    async def send_offsets(self, reader: GroupReader, messages: Iterable[Message]) -> None:
         """Commit a group reader's offsets in the open transaction: each message commits
         everything before it in its partition, for the reader's consumer group, if and when
         the transaction commits.

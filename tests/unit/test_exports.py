@@ -16,6 +16,7 @@ _REEXPORTED = [
     "aiomq.errors",
     "aiomq.group",
     "aiomq.message",
+    "aiomq.processing",
     "aiomq.reader",
     "aiomq.stats",
     "aiomq.transform",

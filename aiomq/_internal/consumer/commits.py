@@ -21,7 +21,7 @@ import asyncio
 import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.structs import TopicPartition as _TP
@@ -78,6 +78,15 @@ class TransactionOffsets:
         self.commits.committed_in_transaction(self.fresh)
 
 
+class GroupReader(Protocol):
+    """What `Writer.send_offsets` needs of a group `Reader`: a structural type, so that
+    the writer's module need not import the reader's."""
+
+    async def _offsets_for_transaction(self, messages: Sequence[Message]) -> TransactionOffsets:
+        """The offsets that commit `messages` in a transaction."""
+        ...
+
+
 class GroupCommits:
     """Commits a group reader's offsets, at once or from its stash, across rebalances.
 
@@ -114,6 +123,19 @@ class GroupCommits:
         if self._state.settings.commit_interval > 0:
             self.stash_owned(offsets)
             return
+        await self.commit_offsets(offsets, messages)
+
+    async def commit_offsets(
+        self, offsets: dict[_TP, int], messages: Sequence[Message] = ()
+    ) -> None:
+        """Commit offsets now (the next offset to read, per partition), bounded by
+        `commit_timeout`: those of partitions not owned, or at or below what the group has
+        committed, are dropped as stale.
+
+        Raises:
+            CommitError: The commit failed or timed out; it names the offsets and holds
+                `messages`.
+        """
         offsets = self._owned(offsets)
         if not offsets:
             return
@@ -155,6 +177,12 @@ class GroupCommits:
         group_id = self._state.settings.group_id
         assert group_id is not None
         return TransactionOffsets(group_id, fresh, stale, group_member(consumer), self)
+
+    def committed_offset(self, key: Key) -> int:
+        """The group's committed offset of an owned partition as far as this reader knows
+        (learnt on assignment, raised by each commit it makes); -1 when unknown."""
+        self._settle_floors()
+        return self._committed.get(_TP(*key), -1)
 
     def committed_in_transaction(self, offsets: dict[_TP, int]) -> None:
         """Learn offsets a transaction committed for the group: the reader never commits

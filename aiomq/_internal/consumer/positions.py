@@ -119,6 +119,7 @@ def stats_snapshot(state: ReaderState) -> ReaderStats:
         queued=len(buffer),
         lag=total if known else -1,
         partitions=tuple(parts),
+        processing=None if state.processing is None else state.processing(),
     )
 
 

@@ -23,6 +23,7 @@ from aiomq._internal.lifecycle import Lifecycle
 from aiomq._internal.tasks import BackgroundTasks
 from aiomq.errors import ClosedError
 from aiomq.message import Message
+from aiomq.stats import ProcessingStats
 
 if TYPE_CHECKING:
     from aiokafka import AIOKafkaConsumer
@@ -116,6 +117,7 @@ class ReaderState:
         "partition",
         "pending_seek",
         "position_commits",
+        "processing",
         "read_lag",
         "rebalances",
         "settings",
@@ -152,6 +154,8 @@ class ReaderState:
         self.rebalances = 0
         self.assigned_event = asyncio.Event()
         self.handler_hooks: list[Callable[[set[Key]], Awaitable[None]]] = []
+        self.processing: Callable[[], ProcessingStats] | None = None
+        """The running `Reader.process`'s stats, while it runs."""
         self.counts = {
             "messages": 0,
             "bytes": 0,
