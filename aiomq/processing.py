@@ -441,7 +441,7 @@ class _Processor:
             self._commits.stash_owned(offsets)
             return
         try:
-            await self._commits.commit_offsets(offsets)
+            await self._commits.commit_offsets(offsets, derived=True)
         except CommitError:
             # Logged by the commit; the next watermark (or the final commit) tries again.
             self._dirty.update((tp.topic, tp.partition) for tp in offsets)

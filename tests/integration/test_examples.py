@@ -43,6 +43,20 @@ EXPECTED: dict[str, list[str]] = {
         r"handled 200 messages; commits flushed on close",
         r"a new member finds nothing left to read",
     ],
+    "dead_letter.py": [
+        r"handled totals \[12, 7\]",
+        r"the bad order was tried 3 times",
+        r"dead letter: b'\{\"id\": 2, \"total\": '",
+        r"from example-orders-\w+\[0\]@1 after 3 attempts",
+        r"error: json\.decoder\.JSONDecodeError: Expecting value",
+        r"committed offset 3: the bad order does not block the others",
+    ],
+    "process_concurrently.py": [
+        r"wrote 400 payments for 16 accounts",
+        r"handled 400 payments in \d+\.\d s",
+        r"each account's payments in the order written: True",
+        r"committed offsets add up to 400",
+    ],
     "group_handler.py": [
         r"generation 1: claimed 4 partitions",
         r"cleanup: marks committed",

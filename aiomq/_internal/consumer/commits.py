@@ -126,17 +126,27 @@ class GroupCommits:
         await self.commit_offsets(offsets, messages)
 
     async def commit_offsets(
-        self, offsets: dict[_TP, int], messages: Sequence[Message] = ()
+        self, offsets: dict[_TP, int], messages: Sequence[Message] = (), *, derived: bool = False
     ) -> None:
         """Commit offsets now (the next offset to read, per partition), bounded by
         `commit_timeout`: those of partitions not owned, or at or below what the group has
         committed, are dropped as stale.
 
+        Args:
+            offsets: The offsets.
+            messages: The messages they commit, for the error; may be empty.
+            derived: The reader worked the offsets out itself (`process`'s watermarks):
+                those dropped are not reported as stale, since nobody gave them.
+
         Raises:
             CommitError: The commit failed or timed out; it names the offsets and holds
                 `messages`.
         """
-        offsets = self._owned(offsets)
+        if derived:
+            assigned = self._state.assigned
+            offsets = {tp: o for tp, o in offsets.items() if (tp.topic, tp.partition) in assigned}
+        else:
+            offsets = self._owned(offsets)
         if not offsets:
             return
         timeout = self._state.settings.commit_timeout
@@ -144,7 +154,7 @@ class GroupCommits:
         try:
             async with scope, self._lock:
                 await self._learn_floors(offsets)
-                offsets = self._above_floor(offsets, stale=True)
+                offsets = self._above_floor(offsets, stale=not derived)
                 if offsets:
                     await self.commit_now(offsets, messages)
         except TimeoutError:
