@@ -25,6 +25,7 @@ a commit never passes a message that is still running or waiting for a retry.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
@@ -135,7 +136,7 @@ class Retry:
 class _Partition:
     """The offsets of one partition between fetched and committed."""
 
-    __slots__ = ("finished", "open", "revoked", "running", "watermark")
+    __slots__ = ("finished", "first", "gone", "open", "revoked", "running", "watermark")
 
     def __init__(self) -> None:
         self.open: deque[int] = deque()
@@ -144,8 +145,12 @@ class _Partition:
         """Offsets in `open` that have finished."""
         self.watermark = -1
         """The first offset not finished (every one before it has); -1 before any."""
+        self.first = -1
+        """The first offset fetched: nothing is committed until the watermark passes it."""
         self.running = 0
         self.revoked = False
+        self.gone = asyncio.Event()
+        """Set with `revoked`: ends a retry's backoff at once."""
 
 
 class _Lane:
@@ -196,6 +201,9 @@ class _Processor:
         self._slots = asyncio.Semaphore(concurrency)
         self._log = state.log
         self._partitions: dict[Key, _Partition] = {}
+        self._gone: dict[Key, int] = {}
+        """Partitions let go of, with the reader's epoch then: their messages fetched
+        before the reader drops them are skipped, until an assignment gives them back."""
         self._lanes: dict[Any, _Lane] = {}
         self._pending = 0
         self._room = asyncio.Event()
@@ -263,12 +271,18 @@ class _Processor:
                 continue  # revoked since it was fetched: its next owner reads it
             part = self._partitions.get(where)
             if part is None:
+                gone = self._gone.get(where)
+                if gone is not None:
+                    # The revoke moves the epoch on once, a new assignment once more.
+                    if self._state.epoch < gone + 2:
+                        continue
+                    del self._gone[where]
                 part = self._partitions[where] = _Partition()
             if part.revoked:
                 continue
             part.open.append(message[2])
             if part.watermark < 0:
-                part.watermark = message[2]
+                part.watermark = part.first = message[2]
             if order is Order.KEY:
                 lane_key: Any = (where, message[4])
             elif order is Order.PARTITION:
@@ -293,6 +307,16 @@ class _Processor:
                     return
                 lane.queue.popleft()
                 self._finish(message, part)
+        except Exception as exc:  # a bug, or a dead-letter writer's own failure
+            self._fail(
+                ProcessingError(
+                    f"processing {message.topic}[{message.partition}]@{message.offset} "
+                    f"failed unexpectedly: {exc!r}",
+                    message=message,
+                    attempts=0,
+                ),
+                exc,
+            )
         finally:
             lane.task = None
             if self._lanes.get(lane_key) is lane and (not lane.queue or part.revoked):
@@ -336,7 +360,11 @@ class _Processor:
                 attempt=attempt,
                 error=repr(error),
             )
-            await asyncio.sleep(backoff_delay(attempt, retry.backoff_min, retry.backoff_max))
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(
+                    backoff_delay(attempt, retry.backoff_min, retry.backoff_max)
+                ):
+                    await part.gone.wait()  # a revoke ends the wait
         where = f"{message.topic}[{message.partition}]@{message.offset}"
         if part.revoked:
             return False  # its next owner handles it again
@@ -433,7 +461,7 @@ class _Processor:
         for key in keys:
             part = self._partitions.get(key)
             self._dirty.discard(key)
-            if part is not None and part.watermark > committed(key):
+            if part is not None and part.watermark > max(committed(key), part.first):
                 offsets[_TP(*key)] = part.watermark
         if not offsets:
             return
@@ -452,13 +480,16 @@ class _Processor:
         """Before partitions go: start nothing more of them, give the running handlers
         `rebalance_timeout` to finish (then cancel them), and commit what finished."""
         await self._let_go(revoked, self._state.settings.rebalance_timeout)
+        epoch = self._state.epoch
         for key in revoked:
-            self._partitions.pop(key, None)
+            if self._partitions.pop(key, None) is not None:
+                self._gone[key] = epoch
 
     async def _let_go(self, keys: set[Key], within: float) -> None:
         parts = {key: self._partitions[key] for key in keys if key in self._partitions}
         for part in parts.values():
             part.revoked = True
+            part.gone.set()
         lanes = [
             lane.task
             for lane in self._lanes.values()

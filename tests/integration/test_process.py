@@ -518,3 +518,29 @@ async def test_a_member_killed_mid_run_is_resumed_without_redoing_what_it_commit
     # Nothing finished and committed is handled again; nothing is lost.
     assert all(offset >= max(committed[partition], 0) for partition, offset in after)
     assert {(m.partition, m.offset) for m in written} == set(before) | set(after)
+
+
+async def test_closing_ends_a_retry_backoff_at_once(bootstrap_servers: str, topic: str) -> None:
+    """A message waiting 20 s for its next attempt does not hold the close back: the
+    backoff ends when its partition is let go, and the message is left uncommitted."""
+    await create_topics(bootstrap_servers, topic, partitions=1)
+    await seed(bootstrap_servers, topic, 1, keys=1)
+    group_id = unique("process")
+    failed = asyncio.Event()
+
+    async def handler(message: Message) -> None:
+        failed.set()
+        raise ConnectionError("the service is down")
+
+    slow = Retry(attempts=5, backoff_min=20.0, backoff_max=20.0)
+    async with group_reader(bootstrap_servers, topic, group_id) as reader:
+        task = asyncio.create_task(reader.process(handler, retry=slow))
+        async with asyncio.timeout(DEADLINE):
+            await failed.wait()
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        await reader.aclose()
+        async with asyncio.timeout(DEADLINE):
+            await task
+        assert loop.time() - started < 5.0
+    assert await committed(bootstrap_servers, group_id, topic) == {}
