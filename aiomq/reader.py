@@ -19,6 +19,7 @@ from typing import Any, Final, Self
 
 from aiokafka.structs import TopicPartition as _TP
 
+from aiomq._internal import registry
 from aiomq._internal.config import ClientSettings, build_config, check_positive_int
 from aiomq._internal.consumer.commits import GroupCommits, Listener, TransactionOffsets
 from aiomq._internal.consumer.fetch import check_partition, fill, new_consumer
@@ -259,6 +260,7 @@ class Reader(AsyncResource):
             raise
         core.consumer = consumer
         core.life.opened()
+        registry.opened(self)
         if core.stashing:
             core.tasks.start_soon("commit flusher", self._commits.flush_periodically)
         if not core.group and cfg.read_lag_interval > 0:
@@ -286,6 +288,7 @@ class Reader(AsyncResource):
         await self._core.life.close_once(self._close)
 
     async def _close(self) -> None:
+        registry.closed(self)
         core = self._core
         loop = asyncio.get_running_loop()
         # One deadline for the whole close; releasing the client still gets a moment of its

@@ -25,6 +25,7 @@ from functools import partial
 from types import TracebackType
 from typing import Any, Final, Self
 
+from aiomq._internal import registry
 from aiomq._internal.config import (
     ClientSettings,
     build_config,
@@ -375,6 +376,7 @@ class Writer(AsyncResource):
             raise
         self._kafka, self._producer = client, producer
         self._life.opened()
+        registry.opened(self)
         return self
 
     async def aclose(self) -> None:
@@ -396,6 +398,7 @@ class Writer(AsyncResource):
             raise self._failed_error()
 
     async def _close(self) -> None:
+        registry.closed(self)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.config.close_timeout
         try:
