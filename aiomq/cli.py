@@ -1,4 +1,5 @@
-"""The `aiomq` command line: Kafka topics, producing, consuming and consumer groups.
+"""The `aiomq` command line: Kafka topics, producing, consuming, consumer groups and
+dead-letter topics.
 
 Installed as the `aiomq` console script (and runnable as `python -m aiomq`) with the `cli`
 extra: `pip install 'aiomq[cli]'`. Commands follow kcat and Kafka's own tools::
@@ -7,6 +8,7 @@ extra: `pip install 'aiomq[cli]'`. Commands follow kcat and Kafka's own tools::
     aiomq produce TOPIC [FILE]        one message per line (-K key separator, -H headers)
     aiomq consume TOPIC               plain values, --format 'kcat %k %s\\n', or --json
     aiomq groups list|describe|reset-offsets|delete ...
+    aiomq dlq show|replay TOPIC       the dead-letter topics of Reader.process
     aiomq broker                      an embedded broker in the foreground
 
 The brokers come from `--bootstrap-server`/`-b` (before or after the command name) or

@@ -1,7 +1,8 @@
 """The `aiomq` command tree, built with click: arguments, help texts and examples.
 
-The work itself is done in `admin` (topics, groups) and `stream` (produce,
-consume); `aiomq.cli.main` runs this tree and turns failures into exit codes.
+The work itself is done in `admin` (topics, groups), `stream` (produce, consume) and
+`dlq` (dead-letter topics); `aiomq.cli.main` runs this tree and turns failures into exit
+codes.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from datetime import datetime
 import click
 
 from aiomq._cli import admin
+from aiomq._cli.dlq_commands import dead_letters
 from aiomq._cli.runtime import (
     ENV_BOOTSTRAP,
     Settings,
@@ -40,6 +42,7 @@ Examples:
   aiomq topics create orders --partitions 3
   printf 'alice:hello\\nbob:hi\\n' | aiomq produce orders -K:
   aiomq consume orders --from-beginning --exit-at-end -f '%k %s\\n'
+  aiomq dlq show orders.dlq
 """,
 )
 @click.version_option(package_name="aiomq", prog_name="aiomq")
@@ -60,7 +63,8 @@ Examples:
 @click.option("-v", "--verbose", count=True, help="Log on stderr (-v: aiomq's events, -vv: debug).")
 @click.pass_context
 def cli(ctx: click.Context, bootstrap: str | None, timeout: float, verbose: int) -> None:
-    """Kafka from the command line: topics, producing, consuming, consumer groups.
+    """Kafka from the command line: topics, producing, consuming, consumer groups,
+    dead-letter topics.
 
     Exit status: 0 on success, 1 when Kafka refused or failed (one `error:` line on
     stderr), 2 for a usage error, 130 when interrupted with Ctrl-C (143 with SIGTERM),
@@ -301,6 +305,9 @@ def groups_reset_offsets(
 def groups_delete(ctx: click.Context, group_ids: tuple[str, ...], bootstrap: str | None) -> None:
     """Delete consumer groups (with no running members) and their offsets."""
     run(admin.groups_delete(connection(ctx, bootstrap), admin.Output(), group_ids))
+
+
+cli.add_command(dead_letters)
 
 
 # -- broker --------------------------------------------------------------------------------

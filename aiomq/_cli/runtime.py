@@ -4,10 +4,11 @@ with a clean stop on Ctrl-C and SIGTERM, and option parsing helpers."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import sys
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -27,6 +28,7 @@ __all__ = [
     "datetime_option",
     "key_values",
     "offset_option",
+    "progress",
     "run",
 ]
 
@@ -152,3 +154,35 @@ def datetime_option(ctx: click.Context, param: click.Parameter, value: str | Non
         return parse_datetime(value)
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
+
+
+@contextlib.contextmanager
+def progress(show: bool, description: str) -> Iterator[Callable[[int], None] | None]:
+    """A live count of messages with their rate, drawn on stdout when `show` is true (the
+    callers set it only when stdout is a terminal); it disappears when the work ends.
+
+    Yields:
+        A function to call with each number of messages done, or None when not shown.
+    """
+    if not show:
+        yield None
+        return
+    from rich.console import Console
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    columns = (
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        TextColumn("[bold]{task.completed:,.0f}[/] messages"),
+        TextColumn("{task.fields[rate]}"),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=Console(file=sys.stdout), transient=True) as bar:
+        task = bar.add_task(description, total=None, rate="")
+
+        def advance(count: int) -> None:
+            bar.advance(task, count)
+            speed = bar.tasks[task].speed
+            bar.update(task, rate="" if speed is None else f"{speed:,.0f} messages/s")
+
+        yield advance

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import IO
 
@@ -24,6 +23,7 @@ from aiomq._cli.runtime import (
     broker_option,
     connection,
     offset_option,
+    progress,
     run,
 )
 from aiomq.message import FIRST_OFFSET, LAST_OFFSET
@@ -107,39 +107,12 @@ def produce(
         )
         show = out.terminal and not source.isatty()
         try:
-            with _progress(show, topic) as advance:
+            with progress(show, f"writing to {topic}") as advance:
                 run(stream.produce(conn, out, options, source, report, advance))
         finally:
             if report.started:
                 out.note(report.summary(topic))
     return 1 if report.failed else 0
-
-
-@contextlib.contextmanager
-def _progress(show: bool, topic: str) -> Iterator[Callable[[int], None] | None]:
-    """A live count of written messages with their rate, drawn only on a terminal."""
-    if not show:
-        yield None
-        return
-    from rich.console import Console
-    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-
-    columns = (
-        SpinnerColumn(),
-        TextColumn("{task.description}"),
-        TextColumn("[bold]{task.completed:,.0f}[/] messages"),
-        TextColumn("{task.fields[rate]}"),
-        TimeElapsedColumn(),
-    )
-    with Progress(*columns, console=Console(file=sys.stdout), transient=True) as bar:
-        task = bar.add_task(f"writing to {topic}", total=None, rate="")
-
-        def advance(count: int) -> None:
-            bar.advance(task, count)
-            speed = bar.tasks[task].speed
-            bar.update(task, rate="" if speed is None else f"{speed:,.0f} messages/s")
-
-        yield advance
 
 
 # -- consume -------------------------------------------------------------------------------
