@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from importlib import metadata as _metadata
 
+from . import otel as otel
 from ._version import __version__ as _source_version
 from .admin import BrokerInfo as BrokerInfo
 from .admin import Client as Client

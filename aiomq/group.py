@@ -91,9 +91,19 @@ class Claim:
 
     async def _messages(self) -> AsyncIterator[Message]:
         state, key, ended = self._state, self._key, self._ended
+        observed = state.telemetry
         while not ended.is_set() and state.life.is_open:
             for message in await fetch_partition(state, key, ended):
-                yield message
+                if observed is None:
+                    yield message
+                else:
+                    # The span covers the loop body that handles the message: from
+                    # handing it over to asking for the next one.
+                    span = observed.start_process(message)
+                    try:
+                        yield message
+                    finally:
+                        span.end()
                 if ended.is_set():
                     return
 

@@ -199,6 +199,7 @@ class _Processor:
         self._dead_letter = dead_letter
         self._max_pending = max_pending
         self._slots = asyncio.Semaphore(concurrency)
+        self._telemetry = state.telemetry
         self._log = state.log
         self._partitions: dict[Key, _Partition] = {}
         self._gone: dict[Key, int] = {}
@@ -340,7 +341,11 @@ class _Processor:
                 self._running += 1
                 part.running += 1
                 try:
-                    await self._handler(message)
+                    if self._telemetry is None:
+                        await self._handler(message)
+                    else:
+                        with self._telemetry.process(message):
+                            await self._handler(message)
                     return True
                 except Exception as exc:
                     error = exc
@@ -560,7 +565,12 @@ def _dead_letter(
 
 
 def _dead_letter_writer(
-    dead_letter: str | Writer, *, brokers: Iterable[str], dialer: Any, client_id: str | None
+    dead_letter: str | Writer,
+    *,
+    brokers: Iterable[str],
+    dialer: Any,
+    client_id: str | None,
+    logger: Any,
 ) -> tuple[Writer, bool]:
     """The writer of dead letters, and whether it is made here (to be opened and closed
     by the caller) rather than the user's own.
@@ -578,5 +588,11 @@ def _dead_letter_writer(
         raise ConfigError(
             f"dead_letter must be a topic name, a Writer or None, not {dead_letter!r}"
         )
-    writer = Writer(brokers=list(brokers), dialer=dialer, topic=dead_letter, client_id=client_id)
+    writer = Writer(
+        brokers=list(brokers),
+        dialer=dialer,
+        topic=dead_letter,
+        client_id=client_id,
+        logger=logger,
+    )
     return writer, True

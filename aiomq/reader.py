@@ -19,7 +19,7 @@ from typing import Any, Final, Self
 
 from aiokafka.structs import TopicPartition as _TP
 
-from aiomq._internal import registry
+from aiomq._internal import registry, telemetry
 from aiomq._internal.config import ClientSettings, build_config, check_positive_int
 from aiomq._internal.consumer.commits import GroupCommits, Listener, TransactionOffsets
 from aiomq._internal.consumer.fetch import check_partition, fill, new_consumer
@@ -40,6 +40,7 @@ from aiomq._internal.kafka.record_hook import install as install_record_hook
 from aiomq._internal.lifecycle import AsyncResource, Phase
 from aiomq._internal.log import get_logger
 from aiomq._internal.shield import finish_shielded
+from aiomq._internal.telemetry import ReaderTelemetry
 from aiomq.errors import ClosedError, CommitError, ConfigError
 from aiomq.group import GroupHandler, run_handler
 from aiomq.message import FIRST_OFFSET, LAST_OFFSET, Message, to_millis
@@ -146,6 +147,13 @@ class ReaderConfig(ClientSettings):
     isolation_level: IsolationLevel = IsolationLevel.READ_UNCOMMITTED
     """Whether to hide records of aborted transactions. Default: READ_UNCOMMITTED."""
 
+    tracing: bool | None = None
+    """OpenTelemetry traces and metrics for this reader (needs `aiomq[otel]`): a
+    `receive` span per message `read_message` or `fetch_message` returns, a `process`
+    span per message `process`, the group handler or `transform` handles, each a child of
+    the trace context in the message's headers, and metrics. None follows
+    `aiomq.otel.instrument()`. Default: None."""
+
     read_lag_interval: float = 60.0
     """Seconds between background lag updates in single-partition mode, for `stats()`
     while nothing is read; 0 turns them off. Default: 60.0. Only used without group_id."""
@@ -220,6 +228,7 @@ class Reader(AsyncResource):
         # positions and the group handler work on it.
         self._core = ReaderState(cfg, log, partition=partition, start_offset=cfg.start_offset)
         self._commits = GroupCommits(self._core)
+        self._telemetry: ReaderTelemetry | None = None
         # The read calls' hot path: the state's buffer (changed in place, never replaced)
         # and its lifecycle, held here to save attribute look-ups per message.
         self._buffer = self._core.buffer
@@ -261,6 +270,10 @@ class Reader(AsyncResource):
         core.consumer = consumer
         core.life.opened()
         registry.opened(self)
+        if telemetry.enabled(cfg.tracing):
+            self._telemetry = core.telemetry = ReaderTelemetry(
+                telemetry.telemetry(), self, cfg.effective_client_id, cfg.group_id, cfg.brokers
+            )
         if core.stashing:
             core.tasks.start_soon("commit flusher", self._commits.flush_periodically)
         if not core.group and cfg.read_lag_interval > 0:
@@ -289,6 +302,8 @@ class Reader(AsyncResource):
 
     async def _close(self) -> None:
         registry.closed(self)
+        if self._telemetry is not None:
+            self._telemetry.forget(self)
         core = self._core
         loop = asyncio.get_running_loop()
         # One deadline for the whole close; releasing the client still gets a moment of its
@@ -341,7 +356,10 @@ class Reader(AsyncResource):
         buffer = self._buffer
         while not buffer:
             await fill(core)
-        return buffer.popleft()
+        message = buffer.popleft()
+        if self._telemetry is not None:
+            self._telemetry.received(message)
+        return message
 
     async def fetch_batch(self, max_messages: int = 500) -> list[Message]:
         """Return between one and `max_messages` messages, waiting only for the first.
@@ -387,6 +405,8 @@ class Reader(AsyncResource):
         while not buffer:
             await fill(core)
         message = buffer.popleft()
+        if self._telemetry is not None:
+            self._telemetry.received(message)
         if core.group:
             if core.stashing:
                 if core.position_commits is None:
@@ -691,7 +711,11 @@ class Reader(AsyncResource):
             if dead_letter is not None:
                 cfg = self.config
                 writer, owned = _dead_letter_writer(
-                    dead_letter, brokers=cfg.brokers, dialer=cfg.dialer, client_id=cfg.client_id
+                    dead_letter,
+                    brokers=cfg.brokers,
+                    dialer=cfg.dialer,
+                    client_id=cfg.client_id,
+                    logger=cfg.logger,
                 )
                 if owned:
                     await stack.enter_async_context(writer)

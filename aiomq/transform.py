@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from typing import Any, TypeAlias
 
 from aiomq._internal.log import get_logger
+from aiomq._internal.telemetry import outputs_in_context
 from aiomq.errors import ClosedError, ConfigError
 from aiomq.message import Message
 from aiomq.reader import IsolationLevel, Reader, TopicPartition
@@ -173,7 +174,16 @@ async def _commit_batch(
 ) -> int | None:
     """Transform one batch and commit it; return how many outputs were written, or None
     when a rebalance took every input first. Inputs left out are removed from `batch`."""
-    outputs = [await _outputs(fn, message) for message in batch]
+    observed = reader._telemetry
+    if observed is None:
+        outputs = [await _outputs(fn, message) for message in batch]
+    else:
+        outputs = []
+        for message in batch:
+            with observed.process(message):
+                # The outputs carry the input's trace on to the next topic.
+                produced = await _outputs(fn, message)
+                outputs.append(outputs_in_context(produced, message))
     # Inputs of partitions a rebalance took meanwhile are their new owner's.
     owned = reader.assignment()
     kept = [i for i, m in enumerate(batch) if (m.topic, m.partition) in owned]

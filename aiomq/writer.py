@@ -25,7 +25,7 @@ from functools import partial
 from types import TracebackType
 from typing import Any, Final, Self
 
-from aiomq._internal import registry
+from aiomq._internal import registry, telemetry
 from aiomq._internal.config import (
     ClientSettings,
     build_config,
@@ -43,6 +43,7 @@ from aiomq._internal.producer.planner import Planned, Planner, WriteCall
 from aiomq._internal.producer.settings import Completion, Counters, ProducerSettings
 from aiomq._internal.producer.transactions import Transactions
 from aiomq._internal.shield import finish_shielded, finish_tasks
+from aiomq._internal.telemetry import WriterTelemetry
 from aiomq.balancer import (
     Balancer,
     BalancerLike,
@@ -224,6 +225,11 @@ class WriterConfig(ClientSettings):
     the instance's number). Implies idempotent writes and needs `required_acks=ALL`.
     Default: None."""
 
+    tracing: bool | None = None
+    """OpenTelemetry traces and metrics for this writer (needs `aiomq[otel]`): a `send`
+    span per call, its trace context in each message's headers, and metrics per batch.
+    None follows `aiomq.otel.instrument()`. Default: None."""
+
     transaction_timeout: float = 60.0
     """Seconds after which the transaction coordinator aborts a transaction of this writer
     that is still open (the writer died, or hangs). Only with `transactional_id`; the
@@ -319,6 +325,7 @@ class Writer(AsyncResource):
         self._lookups: dict[str, asyncio.Task[tuple[int, ...]]] = {}
         self._failure: Error | None = None
         self._transactions: Transactions | None = None
+        self._telemetry: WriterTelemetry | None = None
         self._life = Lifecycle("Writer")
 
     def __repr__(self) -> str:
@@ -353,6 +360,11 @@ class Writer(AsyncResource):
             brokers=config.brokers,
             transactional_id=config.transactional_id,
         )
+        if telemetry.enabled(config.tracing):
+            self._telemetry = WriterTelemetry(
+                telemetry.telemetry(), self, config.effective_client_id, config.brokers
+            )
+            settings.observer = self._telemetry
         try:
             await client.start()
             producer = Producer(client, settings, self._log, self._failed)
@@ -399,6 +411,8 @@ class Writer(AsyncResource):
 
     async def _close(self) -> None:
         registry.closed(self)
+        if self._telemetry is not None:
+            self._telemetry.forget(self)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.config.close_timeout
         try:
@@ -492,11 +506,31 @@ class Writer(AsyncResource):
         if producer is None or not self._life.is_open:
             raise self._refusal(f"write_messages on a Writer that is {self._life}")
         transactions = self._transactions
-        if transactions is not None:
-            return await self._write_in_transaction(producer, transactions, messages)
+        if transactions is not None or self._telemetry is not None:
+            return await self._write_traced(producer, transactions, messages)
         if not messages:
             return []
         return await self._write(producer, None, messages)
+
+    async def _write_traced(
+        self,
+        producer: Producer,
+        transactions: Transactions | None,
+        messages: Sequence[Message],
+    ) -> list[Message]:
+        """A write of a transactional or traced writer."""
+        telemetry = self._telemetry
+        if telemetry is None or not messages:
+            if transactions is not None:
+                return await self._write_in_transaction(producer, transactions, messages)
+            return [] if not messages else await self._write(producer, None, messages)
+        with telemetry.send(messages, self.config.topic) as (span, stamped):
+            if transactions is not None:
+                written = await self._write_in_transaction(producer, transactions, stamped)
+            else:
+                written = await self._write(producer, None, stamped)
+            telemetry.written(span, written)
+            return written
 
     async def _write_in_transaction(
         self, producer: Producer, transactions: Transactions, messages: Sequence[Message]

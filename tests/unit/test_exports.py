@@ -41,7 +41,13 @@ def test_every_public_name_of_the_public_modules_is_exported() -> None:
 
 
 def test_every_public_module_is_listed_or_deliberately_separate() -> None:
-    separate = {"aiomq.cli", "aiomq.testing", "aiomq.pytest_plugin"}
+    separate = {
+        "aiomq.cli",
+        "aiomq.testing",
+        "aiomq.pytest_plugin",
+        "aiomq.otel",
+        "aiomq.prometheus",
+    }
     public = {
         info.name
         for info in pkgutil.iter_modules(aiomq.__path__, "aiomq.")

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
@@ -308,9 +309,13 @@ class GroupCommits:
         consumer = state.open_consumer() if state.life.is_open else state.consumer
         assert consumer is not None
         counts = state.counts
+        observed = state.telemetry
+        started = time.monotonic()
         try:
             await consumer.commit(offsets)
         except Exception as exc:
+            if observed is not None:
+                observed.committed(time.monotonic() - started, exc)
             counts["errors"] += 1
             mapped = translate(exc, brokers=state.settings.brokers) or exc
             pairs = {(tp.topic, tp.partition): off for tp, off in offsets.items()}
@@ -320,6 +325,8 @@ class GroupCommits:
                 offsets=pairs,
                 messages=messages,
             ) from exc
+        if observed is not None:
+            observed.committed(time.monotonic() - started, None)
         counts["commits"] += 1
         committed = self._committed
         for tp, offset in offsets.items():

@@ -21,6 +21,7 @@ from aiomq._internal.consumer.stash import OffsetStash
 from aiomq._internal.kafka.record_hook import message_bytes
 from aiomq._internal.lifecycle import Lifecycle
 from aiomq._internal.tasks import BackgroundTasks
+from aiomq._internal.telemetry import ReaderTelemetry
 from aiomq.errors import ClosedError
 from aiomq.message import Message
 from aiomq.stats import ProcessingStats
@@ -124,6 +125,7 @@ class ReaderState:
         "stash",
         "stashing",
         "tasks",
+        "telemetry",
     )
 
     def __init__(
@@ -155,6 +157,8 @@ class ReaderState:
         self.assigned_event = asyncio.Event()
         self.handler_hooks: list[Callable[[set[Key]], Awaitable[None]]] = []
         self.processing: Callable[[], ProcessingStats] | None = None
+        self.telemetry: ReaderTelemetry | None = None
+        """The reader's tracing and metrics, when on."""
         """The running `Reader.process`'s stats, while it runs."""
         self.counts = {
             "messages": 0,

@@ -337,6 +337,8 @@ class Producer:
                 self._fail(state, state.in_flight, error)
                 return
             self.counters.retries += 1
+            if settings.observer is not None:
+                settings.observer.batch_retried(state.topic, state.partition)
             self._log.warning(
                 "write_retried",
                 topic=state.topic,
@@ -438,6 +440,11 @@ class Producer:
         counters.batch_messages_max = max(counters.batch_messages_max, count)
         counters.batch_time_max = max(counters.batch_time_max, elapsed)
         counters.bytes += state.in_flight_bytes
+        observer = self._settings.observer
+        if observer is not None:
+            observer.batch_written(
+                state.topic, state.partition, count, state.in_flight_bytes, elapsed
+            )
 
     def _fail(self, state: _Partition, chunks: list[Chunk], error: Error) -> None:
         if not chunks:
@@ -446,6 +453,9 @@ class Producer:
             state.in_flight = []
         count = sum(len(chunk.messages) for chunk in chunks)
         self.counters.errors += count
+        observer = self._settings.observer
+        if observer is not None:
+            observer.batch_failed(state.topic, state.partition, count, error)
         if self.first_failure is None:
             self.first_failure = error
         self._log.error(

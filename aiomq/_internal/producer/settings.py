@@ -3,14 +3,29 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
+from typing import Protocol
 
 from aiomq.errors import Error
 from aiomq.message import Message
 
-__all__ = ["Completion", "Counters", "ProducerSettings"]
+__all__ = ["BatchObserver", "Completion", "Counters", "ProducerSettings"]
 
 Completion = Callable[[list[Message], Error | None], Awaitable[None] | None]
 """An async-mode outcome callback: the messages of one batch, and the error if it failed."""
+
+
+class BatchObserver(Protocol):
+    """What the engine tells a writer's metrics, per batch (never per message)."""
+
+    def batch_written(
+        self, topic: str, partition: int, count: int, nbytes: int, seconds: float
+    ) -> None: ...
+
+    def batch_failed(
+        self, topic: str, partition: int, count: int, error: BaseException
+    ) -> None: ...
+
+    def batch_retried(self, topic: str, partition: int) -> None: ...
 
 
 class ProducerSettings:
@@ -28,6 +43,7 @@ class ProducerSettings:
         "completion",
         "idempotent",
         "max_attempts",
+        "observer",
         "queue_capacity",
         "timeout_ms",
         "transactional_id",
@@ -65,6 +81,8 @@ class ProducerSettings:
         self.completion = completion
         self.brokers = tuple(brokers)
         self.transactional_id = transactional_id
+        self.observer: BatchObserver | None = None
+        """Told of each batch written, failed or retried (a traced writer's metrics)."""
 
 
 class Counters:
