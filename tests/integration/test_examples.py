@@ -108,6 +108,13 @@ EXPECTED: dict[str, list[str]] = {
         r"committed example-orders-\w+\[1\] at (\d+) \(orders seeded there: \1\)",
         r"committed example-orders-\w+\[2\] at (\d+) \(orders seeded there: \1\)",
     ],
+    "tracing.py": [
+        r"the message carries traceparent 00-[0-9a-f]{32}-[0-9a-f]{16}-0\d",
+        r"3 spans in 1 trace\(s\):",
+        r"send example-orders-\w+ \[producer\] offset=0 status=UNSET\n"
+        r"  process example-orders-\w+ \[consumer\] offset=0 status=ERROR\n"
+        r"  process example-orders-\w+ \[consumer\] offset=0 status=UNSET",
+    ],
     "write_sync.py": [
         r"wrote key=b'order-1' to partition \d+ at offset \d+",
         r"wrote key=b'order-2' to partition \d+ at offset \d+",
