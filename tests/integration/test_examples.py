@@ -57,6 +57,17 @@ EXPECTED: dict[str, list[str]] = {
         r"each account's payments in the order written: True",
         r"committed offsets add up to 400",
     ],
+    "prometheus_metrics.py": [
+        r"serving metrics on http://127\.0\.0\.1:\d+/metrics",
+        r'aiomq_messages_written_total\{client_id="example-writer",object="writer-\d+"\} 100\.0',
+        r'aiomq_messages_read_total\{client_id="example-reader",group="example-billing-\w+",'
+        r'object="reader-\d+"\} 100\.0',
+        r'aiomq_consumer_lag\{[^}]*partition="0"[^}]*\} 0\.0',
+        r'aiomq_consumer_lag\{[^}]*partition="1"[^}]*\} 0\.0',
+        r"aiomq_processing_finished_total\{[^}]*\} 100\.0",
+        r"handled 100 messages",
+        r"after closing: 0 aiomq samples",
+    ],
     "group_handler.py": [
         r"generation 1: claimed 4 partitions",
         r"cleanup: marks committed",
