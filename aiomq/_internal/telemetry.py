@@ -23,6 +23,8 @@ partition among them). Attributes name the client id, topic, partition and group
 
 from __future__ import annotations
 
+import asyncio
+import threading
 import time
 import weakref
 from collections.abc import Iterable, Iterator, Sequence
@@ -37,7 +39,6 @@ if TYPE_CHECKING:
     from opentelemetry.metrics import CallbackOptions, Meter, MeterProvider, Observation
     from opentelemetry.trace import Span, Tracer, TracerProvider
 
-    from aiomq.stats import ReaderStats, WriterStats
 
 __all__ = [
     "SEMCONV_VERSION",
@@ -54,6 +55,11 @@ SEMCONV_VERSION: Final = "1.37.0"
 """The version of the OpenTelemetry semantic conventions the spans and metrics follow."""
 
 _SCOPE: Final = "aiomq"
+_OBSERVED_KEYS: Final = (
+    "messaging.system",
+    "messaging.client.id",
+    "messaging.consumer.group.name",
+)
 _TRACEPARENT: Final = "traceparent"
 _MISSING_EXTRA: Final = "tracing needs OpenTelemetry: pip install 'aiomq[otel]'"
 
@@ -109,8 +115,12 @@ class Telemetry:
         meter: Meter = otel.metrics.get_meter(
             _SCOPE, __version__, meter_provider, schema_url=_schema_url()
         )
-        self.writers: weakref.WeakSet[Any] = weakref.WeakSet()
-        self.readers: weakref.WeakSet[Any] = weakref.WeakSet()
+        self._lock = threading.Lock()
+        self._observed: weakref.WeakKeyDictionary[
+            Any, tuple[str, asyncio.AbstractEventLoop, dict[str, Any]]
+        ] = weakref.WeakKeyDictionary()
+        self._instances = 0
+        self._snapshot_cache: tuple[float, int, list[tuple[str, Any, dict[str, Any]]]] | None = None
         self.sent = meter.create_counter(
             "messaging.client.sent.messages", "{message}", "Messages acknowledged by the broker."
         )
@@ -168,62 +178,110 @@ class Telemetry:
 
     # -- observable instruments, read at collection time ------------------------------------
 
-    def _readers(self) -> Iterator[tuple[ReaderStats, dict[str, Any]]]:
-        for reader in list(self.readers):
-            config = reader.config
-            attributes = {
-                "messaging.system": "kafka",
-                "messaging.client.id": config.effective_client_id,
-            }
-            if config.group_id is not None:
-                attributes["messaging.consumer.group.name"] = config.group_id
-            yield reader.stats(), attributes
+    def observe(self, owner: Any, kind: str, attributes: dict[str, Any]) -> None:
+        """Observe `owner.stats()` at collection time (a Writer or Reader, on the running
+        loop), with these attributes and an `aiomq.instance` that tells it apart."""
+        with self._lock:
+            self._instances += 1
+            self._observed[owner] = (
+                kind,
+                asyncio.get_running_loop(),
+                {**attributes, "aiomq.instance": f"{kind}-{self._instances}"},
+            )
+            self._snapshot_cache = None
+
+    def forget(self, owner: Any) -> None:
+        """Stop observing an object: it closed."""
+        with self._lock:
+            self._observed.pop(owner, None)
+            self._snapshot_cache = None
+
+    def _snapshots(self) -> list[tuple[str, Any, dict[str, Any]]]:
+        """`(kind, stats, attributes)` of every observed object, read on its own event loop.
+
+        The SDK collects from a thread of its own, and `stats()` must not race with the
+        loop that changes what it reads: from another thread, the loop takes the
+        snapshots and this waits for them (at most `_READ_TIMEOUT`). One collection asks
+        every instrument in turn, so the snapshots of one moment serve them all.
+        """
+        now = time.monotonic()
+        thread = threading.get_ident()
+        cached = self._snapshot_cache
+        if cached is not None and now - cached[0] < _CACHE_SECONDS and cached[1] == thread:
+            return cached[2]
+        with self._lock:
+            entries = list(self._observed.items())
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[Any, str, dict[str, Any]]]] = {}
+        for owner, (kind, loop, attributes) in entries:
+            by_loop.setdefault(loop, []).append((owner, kind, attributes))
+        found: list[tuple[str, Any, dict[str, Any]]] = []
+        for loop, owners in by_loop.items():
+            found += _read_on(loop, owners)
+        self._snapshot_cache = (now, thread, found)
+        return found
+
+    def _of(self, kind: str) -> list[tuple[Any, dict[str, Any]]]:
+        return [(stats, attributes) for k, stats, attributes in self._snapshots() if k == kind]
 
     def _consumed(self, options: CallbackOptions) -> Iterable[Observation]:
         make = self.otel.metrics.Observation
-        return [make(stats.messages, attributes) for stats, attributes in self._readers()]
+        return [make(stats.messages, attributes) for stats, attributes in self._of("reader")]
 
     def _consumed_bytes(self, options: CallbackOptions) -> Iterable[Observation]:
         make = self.otel.metrics.Observation
-        return [make(stats.bytes, attributes) for stats, attributes in self._readers()]
+        return [make(stats.bytes, attributes) for stats, attributes in self._of("reader")]
 
     def _rebalances(self, options: CallbackOptions) -> Iterable[Observation]:
         make = self.otel.metrics.Observation
-        return [make(stats.rebalances, attributes) for stats, attributes in self._readers()]
+        return [make(stats.rebalances, attributes) for stats, attributes in self._of("reader")]
 
     def _lag(self, options: CallbackOptions) -> Iterable[Observation]:
         make = self.otel.metrics.Observation
-        found = []
-        for stats, attributes in self._readers():
-            for part in stats.partitions:
-                if part.lag >= 0:
-                    found.append(
-                        make(
-                            part.lag,
-                            {
-                                **attributes,
-                                "messaging.destination.name": part.topic,
-                                "messaging.destination.partition.id": str(part.partition),
-                            },
-                        )
-                    )
-        return found
+        return [
+            make(
+                part.lag,
+                {
+                    **attributes,
+                    "messaging.destination.name": part.topic,
+                    "messaging.destination.partition.id": str(part.partition),
+                },
+            )
+            for stats, attributes in self._of("reader")
+            for part in stats.partitions
+            if part.lag >= 0
+        ]
 
     def _queued(self, options: CallbackOptions) -> Iterable[Observation]:
         make = self.otel.metrics.Observation
-        found = []
-        for writer in list(self.writers):
-            stats: WriterStats = writer.stats()
-            found.append(
-                make(
-                    stats.queued,
-                    {
-                        "messaging.system": "kafka",
-                        "messaging.client.id": writer.config.effective_client_id,
-                    },
-                )
-            )
-        return found
+        return [make(stats.queued, attributes) for stats, attributes in self._of("writer")]
+
+
+_READ_TIMEOUT: Final = 5.0
+_CACHE_SECONDS: Final = 0.5
+
+
+def _read_on(
+    loop: asyncio.AbstractEventLoop, owners: list[tuple[Any, str, dict[str, Any]]]
+) -> list[tuple[str, Any, dict[str, Any]]]:
+    """Read the stats of objects of one event loop, on that loop unless it is not running."""
+
+    def read() -> list[tuple[str, Any, dict[str, Any]]]:
+        return [(kind, owner.stats(), attributes) for owner, kind, attributes in owners]
+
+    try:
+        running = asyncio.get_running_loop()
+    except RuntimeError:
+        running = None
+    if running is loop or loop.is_closed() or not loop.is_running():
+        return read()
+
+    async def on_loop() -> list[tuple[str, Any, dict[str, Any]]]:
+        return read()
+
+    try:
+        return asyncio.run_coroutine_threadsafe(on_loop(), loop).result(_READ_TIMEOUT)
+    except (TimeoutError, RuntimeError):  # the loop is busy, or closed meanwhile
+        return []
 
 
 def _schema_url() -> str:
@@ -292,8 +350,7 @@ class _Forgettable:
 
     def forget(self, owner: Any) -> None:
         """The object closed: its stats are no longer observed."""
-        self._hub.writers.discard(owner)
-        self._hub.readers.discard(owner)
+        self._hub.forget(owner)
 
 
 class WriterTelemetry(_Forgettable):
@@ -315,7 +372,9 @@ class WriterTelemetry(_Forgettable):
             "messaging.client.id": client_id,
             **_server(brokers),
         }
-        hub.writers.add(writer)
+        hub.observe(
+            writer, "writer", {"messaging.system": "kafka", "messaging.client.id": client_id}
+        )
 
     @contextmanager
     def send(
@@ -433,7 +492,9 @@ class ReaderTelemetry(_Forgettable):
         }
         if group_id is not None:
             self._base["messaging.consumer.group.name"] = group_id
-        hub.readers.add(reader)
+        hub.observe(
+            reader, "reader", {key: self._base[key] for key in _OBSERVED_KEYS if key in self._base}
+        )
 
     def _attributes(self, message: Message, operation: str) -> dict[str, Any]:
         attributes = {
