@@ -37,6 +37,7 @@ from aiokafka.structs import TopicPartition as _TP
 
 from aiomq._internal.backoff import backoff_delay
 from aiomq._internal.consumer.commits import GroupCommits
+from aiomq._internal.kafka.consumer import pause, resume
 from aiomq._internal.shield import finish_shielded
 from aiomq.errors import ClosedError, CommitError, ConfigError, Error, ProcessingError, WriteErrors
 from aiomq.message import Header, Message
@@ -202,6 +203,8 @@ class _Processor:
         self._telemetry = state.telemetry
         self._log = state.log
         self._partitions: dict[Key, _Partition] = {}
+        self._paused: set[Key] = set()
+        """Partitions whose fetching is paused: they hold their share of `max_pending`."""
         self._gone: dict[Key, int] = {}
         """Partitions let go of, with the reader's epoch then: their messages fetched
         before the reader drops them are skipped, until an assignment gives them back."""
@@ -298,6 +301,8 @@ class _Processor:
             if lane.task is None:
                 lane.task = asyncio.create_task(self._run_lane(lane_key, lane))
         self._pending += kept
+        if kept:
+            self._pause_full({(m[0], m[1]) for m in batch})
 
     async def _run_lane(self, lane_key: Any, lane: _Lane) -> None:
         part = self._partitions[lane.key]
@@ -430,15 +435,17 @@ class _Processor:
         self._finished += 1
         self._release(1)
         offset = message[2]
-        part.finished.add(offset)
+        finished = part.finished
+        finished.add(offset)
         opened = part.open
+        key = (message[0], message[1])
+        if key in self._paused and len(opened) - len(finished) <= self._share() // 2:
+            self._resume({key})
         if opened[0] != offset:
             return
-        finished = part.finished
         while opened and opened[0] in finished:
             finished.discard(opened[0])
             part.watermark = opened.popleft() + 1
-        key = (message[0], message[1])
         self._dirty.add(key)
         if self._state.settings.commit_interval > 0:
             # The reader's flusher commits the stash; a revoke and the close flush it.
@@ -446,6 +453,39 @@ class _Processor:
             self._dirty.discard(key)
         else:
             self._commit_wanted.set()
+
+    # -- fair fetching ------------------------------------------------------------------------
+
+    def _share(self) -> int:
+        """Each owned partition's share of `max_pending`."""
+        return max(1, self._max_pending // max(1, len(self._state.assigned)))
+
+    def _pause_full(self, keys: set[Key]) -> None:
+        """Stop fetching partitions that hold their share of the pending messages.
+
+        A fetch brings a block of one partition at a time; without this, the pending
+        messages would all be of one partition, and only its keys could run.
+        """
+        consumer = self._state.consumer
+        if consumer is None:
+            return
+        share = self._share()
+        full = {
+            key
+            for key in keys
+            if key not in self._paused
+            and (part := self._partitions.get(key)) is not None
+            and len(part.open) - len(part.finished) >= share
+        }
+        if full:
+            self._paused |= full
+            pause(consumer, full)
+
+    def _resume(self, keys: set[Key]) -> None:
+        consumer = self._state.consumer
+        self._paused -= keys
+        if consumer is not None:
+            resume(consumer, keys)
 
     def _release(self, count: int) -> None:
         self._pending -= count
@@ -495,6 +535,7 @@ class _Processor:
         for part in parts.values():
             part.revoked = True
             part.gone.set()
+        self._resume(self._paused & parts.keys())
         lanes = [
             lane.task
             for lane in self._lanes.values()

@@ -544,3 +544,37 @@ async def test_closing_ends_a_retry_backoff_at_once(bootstrap_servers: str, topi
             await task
         assert loop.time() - started < 5.0
     assert await committed(bootstrap_servers, group_id, topic) == {}
+
+
+async def test_a_backlog_of_several_partitions_runs_them_side_by_side(
+    bootstrap_servers: str, topic: str
+) -> None:
+    """A fetch brings a block of one partition at a time. Each partition holds at most
+    its share of `max_pending` (its fetching pauses beyond it), so the handlers run on
+    every partition at once rather than on one partition's few keys."""
+    partitions = 4
+    await create_topics(bootstrap_servers, topic, partitions=partitions)
+    async with Writer(brokers=brokers(bootstrap_servers), topic=topic) as writer:
+        for partition in range(partitions):
+            await writer.write_messages(
+                *(
+                    Message(key=b"k%d" % (i % 8), value=b"%d" % i, partition=partition)
+                    for i in range(300)
+                )
+            )
+    running: Counter[int] = Counter()
+    most = 0
+    finished = 0
+
+    async def handler(message: Message) -> None:
+        nonlocal most, finished
+        running[message.partition] += 1
+        most = max(most, sum(1 for n in running.values() if n))
+        await asyncio.sleep(0.002)
+        running[message.partition] -= 1
+        finished += 1
+
+    reader = group_reader(bootstrap_servers, topic, unique("process"))
+    async with reader, processing(reader, handler, concurrency=32, max_pending=100):
+        await wait_until(lambda: finished == partitions * 300, "every message handled")
+    assert most == partitions

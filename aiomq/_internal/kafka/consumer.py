@@ -9,6 +9,8 @@
 - `last_fetch_answer_ms` and `silent_brokers`: when a fetch response last arrived, and
   which of the brokers a reader depends on do not answer (the outage watch).
 - `client_of`: the consumer's cluster client, for metadata look-ups.
+- `pause` and `resume`: aiokafka's own, for the partitions still assigned only (its
+  methods raise for any other).
 - `group_member`: the group generation and member id the consumer holds now, and its
   coordinator, for offsets a transactional writer commits on the group's behalf.
 """
@@ -31,6 +33,8 @@ __all__ = [
     "client_of",
     "committed_future",
     "group_member",
+    "pause",
+    "resume",
     "last_fetch_answer_ms",
     "silent_brokers",
     "stop_consumer",
@@ -71,6 +75,28 @@ def group_member(consumer: AIOKafkaConsumer) -> GroupMember:
         group_instance_id=coordinator._group_instance_id,
         coordinator=coordinator.coordinator_id,
     )
+
+
+def pause(consumer: AIOKafkaConsumer, partitions: Iterable[tuple[str, int]]) -> None:
+    """Stop fetching the partitions that are still assigned; the others are skipped."""
+    owned = _owned(consumer, partitions)
+    if owned:
+        consumer.pause(*owned)
+
+
+def resume(consumer: AIOKafkaConsumer, partitions: Iterable[tuple[str, int]]) -> None:
+    """Fetch again the partitions that are still assigned; the others are skipped."""
+    owned = _owned(consumer, partitions)
+    if owned:
+        consumer.resume(*owned)
+
+
+def _owned(consumer: AIOKafkaConsumer, partitions: Iterable[tuple[str, int]]) -> list[Any]:
+    assignment = _assignment(consumer)
+    if assignment is None:
+        return []
+    tps = assignment.tps
+    return [tp for tp in (TopicPartition(*key) for key in partitions) if tp in tps]
 
 
 async def stop_consumer(consumer: AIOKafkaConsumer, log: Any, budget: float) -> None:
