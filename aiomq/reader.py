@@ -678,7 +678,10 @@ class Reader(AsyncResource):
                 brokers and dialer; the topic must exist), or a Writer of your own with
                 a topic; None stops with `ProcessingError` on a message that fails for
                 good. Default: None.
-            max_pending: The most messages fetched and not finished. Default: 16 x
+            max_pending: The most messages fetched and not finished; each owned
+                partition holds at most its share of them (its fetching pauses beyond
+                it), so that a backlog runs the keys of every partition. Mind the size of
+                your messages: this many are held in memory at most. Default: 64 x
                 `concurrency`, at least 1,000.
 
         Raises:
@@ -701,7 +704,7 @@ class Reader(AsyncResource):
         elif not isinstance(retry, Retry):
             raise ConfigError(f"retry must be a Retry or None, not {retry!r}")
         if max_pending is None:
-            max_pending = max(1000, 16 * concurrency)
+            max_pending = max(1000, 64 * concurrency)
         check_positive_int("max_pending", max_pending)
         if core.processing is not None:
             raise ConfigError("process is already running on this reader")
