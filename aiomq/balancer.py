@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Sequence
+from functools import partial
 from itertools import repeat
 from typing import Protocol, TypeAlias, cast
 
@@ -152,18 +153,68 @@ class _KeyMemo:
         return self.chosen
 
 
+class _Sticky:
+    """The partition keyless messages stick to, `run` of them at a time (KIP-480)."""
+
+    __slots__ = ("_choice", "_left", "_offered", "_partition")
+
+    def __init__(self, choice: Callable[[Sequence[int]], int]) -> None:
+        self._choice = choice
+        self._partition = -1
+        self._left = 0
+        self._offered: tuple[int, ...] = ()
+
+    def next(self, partitions: tuple[int, ...], run: int) -> int:
+        """The partition for the next keyless message."""
+        if self._left <= 0 or partitions is not self._offered:
+            if partitions is not self._offered and self._partition not in partitions:
+                self._partition = -1
+            previous = self._partition
+            choice = self._choice(partitions)
+            if choice == previous and len(partitions) > 1:
+                choice = self._choice([p for p in partitions if p != previous])
+            self._partition = choice
+            self._offered = partitions
+            self._left = run
+        self._left -= 1
+        return self._partition
+
+    def take(self, partitions: tuple[int, ...], count: int, run: int) -> list[int]:
+        """The partitions of the next `count` keyless messages, in runs."""
+        chosen: list[int] = []
+        while count > 0:
+            first = self.next(partitions, run)
+            length = min(count, self._left + 1)
+            self._left -= length - 1
+            chosen += [first] * length
+            count -= length
+        return chosen
+
+
+def sticky_keyless(balancer: Balancer, run: int) -> Callable[[tuple[int, ...]], int] | None:
+    """Internal to aiomq: the partition chooser for keyless messages of a balancer that
+    sticks them to a partition per batch (`Murmur2Balancer`, `run` at a time), else None."""
+    sticky: _Sticky | None = getattr(balancer, "_sticky", None)
+    if sticky is None or type(balancer).balance is not Murmur2Balancer.balance:
+        return None
+    return partial(sticky.next, run=run)
+
+
 def balance_all(
     balancer: Balancer,
     messages: Sequence[Message],
     keys: Sequence[bytes | None],
     partitions: tuple[int, ...],
+    *,
+    sticky_run: int = 0,
 ) -> list[int]:
     """Choose the partition of every message, as calling `balancer.balance` on each would.
 
     Internal to aiomq. `keys` are the messages' keys, each `bytes` or `None`. aiomq's
     hash balancers answer keys they have seen from a memo and are asked about the rest;
     every other balancer, a subclass overriding `balance` included, is called once per
-    message, in order.
+    message, in order. With `sticky_run`, `Murmur2Balancer` sends keyless messages to one
+    partition, `sticky_run` of them at a time (a Writer's `batch_size`).
     """
     memo: _KeyMemo | None = getattr(balancer, "_memo", None)
     balance = balancer.balance
@@ -172,12 +223,18 @@ def balance_all(
         return list(map(balance, messages, repeat(partitions)))
     remembered = memo.for_partitions(partitions)
     look_up: Callable[[bytes | None], int | None] = remembered.get  # type: ignore[assignment]
+    sticky: _Sticky | None = getattr(balancer, "_sticky", None) if sticky_run > 0 else None
+    if sticky is not None and keys.count(None) == len(keys):
+        return sticky.take(partitions, len(keys), sticky_run)  # a keyless call
     chosen = list(map(look_up, keys))
     if None in chosen:
         for index, partition in enumerate(chosen):
             if partition is None:
-                partition = chosen[index] = balance(messages[index], partitions)
                 key = keys[index]
+                if key is None and sticky is not None:
+                    chosen[index] = sticky.next(partitions, sticky_run)
+                    continue
+                partition = chosen[index] = balance(messages[index], partitions)
                 if key:  # None and empty keys may be spread at random: never remembered
                     remembered[key] = partition
     return chosen  # type: ignore[return-value]  # no None is left
@@ -406,10 +463,15 @@ class Murmur2Balancer:
     key, with the sign bit cleared, modulo the number of partitions indexes the offered
     partitions.
 
-    A `None` key goes to a random partition, as in librdkafka's `murmur2_random` and
-    kafka-go (the Java client instead sticks to one partition per batch). An empty key
-    is hashed like any other. Leave `consistent` off unless every message has a key, or
-    one partition runs hot.
+    Messages without a key (a `None` key) stick to one partition per batch, as the Java
+    client's default partitioner does (KIP-480): a Writer sends the keyless messages of a
+    call to one partition, up to its `batch_size` of them, then to another one picked at
+    random, and the next call goes on from there. Whole batches fill up, and the
+    partitions still share the keyless messages evenly over time. Asked about one message
+    at a time (`balance`, which a Writer uses for calls of fewer than 8 messages), it
+    picks a random partition for each, as librdkafka's `murmur2_random` and kafka-go do.
+    An empty key is hashed like any other. Leave `consistent` off unless every message
+    has a key, or one partition runs hot.
 
     Safe to share between the tasks of one event loop.
 
@@ -418,12 +480,13 @@ class Murmur2Balancer:
             instead of picking a random partition (`murmur2_random`). Default: False.
     """
 
-    __slots__ = ("_choice", "_consistent", "_memo")
+    __slots__ = ("_choice", "_consistent", "_memo", "_sticky")
 
     def __init__(self, consistent: bool = False) -> None:
         self._consistent = consistent
         self._choice = random.Random().choice
         self._memo = _KeyMemo()
+        self._sticky = None if consistent else _Sticky(self._choice)
 
     def balance(self, message: Message, partitions: Sequence[int], /) -> int:
         """Return the partition for the message's key. See `Balancer.balance`."""

@@ -51,6 +51,7 @@ from aiomq.balancer import (
     always_offers_a_member,
     as_balancer,
     balance_all,
+    sticky_keyless,
 )
 from aiomq.errors import (
     BackgroundTaskError,
@@ -313,7 +314,8 @@ class Writer(AsyncResource):
         self._planner = Planner(
             topic=self.config.topic,
             balancer=balancer,
-            balance_all=partial(balance_all, balancer),
+            balance_all=partial(balance_all, balancer, sticky_run=self.config.batch_size),
+            keyless=sticky_keyless(balancer, self.config.batch_size),
             trusted=always_offers_a_member(balancer),
             batch_bytes=self.config.batch_bytes,
             partitions=self._partitions,

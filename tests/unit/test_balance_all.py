@@ -199,3 +199,56 @@ def test_a_subclass_overriding_balance_has_its_answers_checked_by_the_writer(
 ) -> None:
     assert always_offers_a_member(base())
     assert not always_offers_a_member(changing_subclass(base))
+
+
+# Keyless messages stick to one partition per batch (KIP-480).
+
+
+def runs(partitions: list[int]) -> list[tuple[int, int]]:
+    """The partitions as (partition, length) runs."""
+    found: list[tuple[int, int]] = []
+    for partition in partitions:
+        if found and found[-1][0] == partition:
+            found[-1] = (partition, found[-1][1] + 1)
+        else:
+            found.append((partition, 1))
+    return found
+
+
+def test_keyless_messages_of_a_call_stick_to_a_partition_a_batch_at_a_time() -> None:
+    balancer = Murmur2Balancer()
+    offered = (0, 1, 2, 3)
+    keyless = [Message(value=b"v")] * 2500
+    chosen = balance_all(balancer, keyless, [None] * 2500, offered, sticky_run=1000)
+    assert [length for _, length in runs(chosen)] == [1000, 1000, 500]
+    assert all(a != b for (a, _), (b, _) in zip(runs(chosen), runs(chosen)[1:], strict=False))
+    # The next call goes on with the run under way.
+    more = balance_all(balancer, keyless[:600], [None] * 600, offered, sticky_run=1000)
+    assert runs(more) == [(chosen[-1], 500), (runs(more)[1][0], 100)]
+    assert runs(more)[1][0] != chosen[-1]
+
+
+def test_keyed_messages_beside_keyless_ones_keep_their_hash_partition() -> None:
+    offered = (0, 1, 2, 3)
+    keys = [b"a", None, b"b", None, b"c"] * 200
+    messages = [Message(key=k, value=b"v") for k in keys]
+    sticky = balance_all(Murmur2Balancer(), messages, keys, offered, sticky_run=1000)
+    plain = Murmur2Balancer()
+    for message, partition in zip(messages, sticky, strict=True):
+        if message.key is not None:
+            assert partition == plain.balance(message, offered)
+    assert len({p for k, p in zip(keys, sticky, strict=True) if k is None}) == 1
+
+
+def test_keyless_runs_spread_over_every_partition_in_time() -> None:
+    balancer = Murmur2Balancer()
+    offered = (0, 1, 2, 3)
+    seen = balance_all(balancer, [Message()] * 40_000, [None] * 40_000, offered, sticky_run=100)
+    assert set(seen) == set(offered)
+    counts = [seen.count(p) for p in offered]
+    assert min(counts) > 0.15 * len(seen)
+
+
+def test_without_a_run_length_keyless_messages_go_to_random_partitions() -> None:
+    chosen = balance_all(Murmur2Balancer(), [Message()] * 400, [None] * 400, (0, 1, 2, 3))
+    assert len(runs(chosen)) > 100

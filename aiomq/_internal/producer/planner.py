@@ -187,12 +187,16 @@ class Planner:
             do), so its answers need no check.
         batch_bytes: The most bytes in a record batch; a larger message is refused.
         partitions: Returns a topic's partition ids (the writer's cached look-up).
+        keyless: Chooses the partition of a keyless message that names none, when the
+            balancer sticks keyless messages to a partition per batch; None: the
+            balancer chooses.
     """
 
     __slots__ = (
         "_balance_all",
         "_balancer",
         "_batch_bytes",
+        "_keyless",
         "_limit",
         "_partitions",
         "_topic",
@@ -208,7 +212,9 @@ class Planner:
         trusted: bool,
         batch_bytes: int,
         partitions: Callable[[str], Awaitable[tuple[int, ...]]],
+        keyless: Callable[[tuple[int, ...]], int] | None = None,
     ) -> None:
+        self._keyless = keyless
         self._topic = topic
         self._balancer = balancer
         self._balance_all = balance_all
@@ -320,6 +326,7 @@ class Planner:
         limit = self._limit
         size_of = record_size
         balance = self._balancer.balance
+        keyless = self._keyless
         trusted = self._trusted
         groups: dict[tuple[str, int], _Group] = {}
         cached_topic = ""
@@ -360,7 +367,10 @@ class Planner:
             if topic != cached_topic:
                 cached_topic, cached = topic, await self._partitions(topic)
             if partition < 0:
-                partition = balance(message, cached)
+                if key is None and keyless is not None:
+                    partition = keyless(cached)
+                else:
+                    partition = balance(message, cached)
                 if not trusted and partition not in cached:
                     raise _bad_choice(partition, topic, cached)
             elif partition not in cached:

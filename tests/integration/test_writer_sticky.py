@@ -1,0 +1,45 @@
+"""Keyless messages stick to one partition per batch (KIP-480), against the embedded broker."""
+
+from __future__ import annotations
+
+import itertools
+
+from aiomq import Message, Writer
+from tests.integration.test_transactions import brokers, create_topics
+
+
+def runs(partitions: list[int]) -> list[tuple[int, int]]:
+    found: list[tuple[int, int]] = []
+    for partition in partitions:
+        if found and found[-1][0] == partition:
+            found[-1] = (partition, found[-1][1] + 1)
+        else:
+            found.append((partition, 1))
+    return found
+
+
+async def test_keyless_messages_fill_one_partition_a_batch_at_a_time(
+    bootstrap_servers: str, topic: str
+) -> None:
+    await create_topics(bootstrap_servers, topic, partitions=4)
+    async with Writer(brokers=brokers(bootstrap_servers), topic=topic, batch_size=100) as writer:
+        big = await writer.write_messages(*(Message(value=b"%d" % i) for i in range(250)))
+        small = []
+        for _i in range(20):  # calls of 3, planned one message at a time
+            small += await writer.write_messages(*(Message(value=b"s") for _ in range(3)))
+        keyed = await writer.write_messages(
+            *(Message(key=b"k%d" % (i % 10), value=b"v") for i in range(100))
+        )
+        stats = writer.stats()
+    assert [length for _, length in runs([m.partition for m in big])] == [100, 100, 50]
+    # The small calls go on with the run under way, then move on.
+    small_runs = runs([m.partition for m in big + small])
+    assert [length for _, length in small_runs][2:] == [100, 10]
+    assert all(a != b for (a, _), (b, _) in itertools.pairwise(small_runs))
+    # Keyed messages keep their hash partition: ten keys over four partitions.
+    by_key: dict[bytes | None, set[int]] = {}
+    for m in keyed:
+        by_key.setdefault(m.key, set()).add(m.partition)
+    assert all(len(partitions) == 1 for partitions in by_key.values())
+    assert len({p for ps in by_key.values() for p in ps}) > 1
+    assert stats.messages == 410
