@@ -314,15 +314,7 @@ class _Processor:
                 lane.queue.popleft()
                 self._finish(message, part)
         except Exception as exc:  # a bug, or a dead-letter writer's own failure
-            self._fail(
-                ProcessingError(
-                    f"processing {message.topic}[{message.partition}]@{message.offset} "
-                    f"failed unexpectedly: {exc!r}",
-                    message=message,
-                    attempts=0,
-                ),
-                exc,
-            )
+            self._fail(message, 0, repr(exc), exc)
         finally:
             lane.task = None
             if self._lanes.get(lane_key) is lane and (not lane.queue or part.revoked):
@@ -375,33 +367,17 @@ class _Processor:
                     backoff_delay(attempt, retry.backoff_min, retry.backoff_max)
                 ):
                     await part.gone.wait()  # a revoke ends the wait
-        where = f"{message.topic}[{message.partition}]@{message.offset}"
         if part.revoked:
             return False  # its next owner handles it again
         if self._dead_letter is None:
-            self._fail(
-                ProcessingError(
-                    f"handling {where} failed after {attempt} attempt(s), and there is no "
-                    f"dead-letter topic: {error!r}",
-                    message=message,
-                    attempts=attempt,
-                ),
-                error,
-            )
+            self._fail(message, attempt, f"there is no dead-letter topic: {error!r}", error)
             return False
         letter = _dead_letter(message, error, attempt, first_failure, last_failure)
         try:
             await self._dead_letter(letter)
         except (WriteErrors, Error) as exc:
-            self._fail(
-                ProcessingError(
-                    f"handling {where} failed after {attempt} attempt(s), and writing it to "
-                    f"the dead-letter topic failed too: {exc}",
-                    message=message,
-                    attempts=attempt,
-                ),
-                exc,
-            )
+            why = f"writing it to the dead-letter topic failed too: {exc}"
+            self._fail(message, attempt, why, exc)
             return False
         self._dead_lettered += 1
         self._log.warning(
@@ -414,7 +390,14 @@ class _Processor:
         )
         return True
 
-    def _fail(self, failure: ProcessingError, cause: BaseException) -> None:
+    def _fail(self, message: Message, attempts: int, why: str, cause: BaseException) -> None:
+        """Stop the run for a message that failed for good: `why` ends the error's text."""
+        where = f"{message.topic}[{message.partition}]@{message.offset}"
+        if attempts:
+            text = f"handling {where} failed after {attempts} attempt(s), and {why}"
+        else:
+            text = f"processing {where} failed unexpectedly: {why}"
+        failure = ProcessingError(text, message=message, attempts=attempts)
         failure.__cause__ = cause
         self._log.error(
             "processing_failed",

@@ -6,16 +6,7 @@ import itertools
 
 from aiomq import Message, Writer
 from tests.integration.test_transactions import brokers, create_topics
-
-
-def runs(partitions: list[int]) -> list[tuple[int, int]]:
-    found: list[tuple[int, int]] = []
-    for partition in partitions:
-        if found and found[-1][0] == partition:
-            found[-1] = (partition, found[-1][1] + 1)
-        else:
-            found.append((partition, 1))
-    return found
+from tests.unit.test_balance_all import runs
 
 
 async def test_keyless_messages_fill_one_partition_a_batch_at_a_time(
