@@ -38,3 +38,20 @@ def test_replace_derives_a_changed_copy() -> None:
         {"id": 1},
     )
     assert m.value == b"v"
+
+
+def test_many_builds_the_same_messages_as_one_call_each() -> None:
+    values = [b"a", None, b"c"]
+    keys = [b"k1", b"k2", None]
+    assert Message.many(values) == [Message(value=v) for v in values]
+    assert Message.many(values, keys, topic="orders") == [
+        Message(topic="orders", key=k, value=v) for k, v in zip(keys, values, strict=True)
+    ]
+    assert Message.many(iter(values), iter(keys)) == Message.many(values, keys)
+    assert Message.many([]) == []
+    assert all(type(m) is Message for m in Message.many(values))
+
+
+def test_many_refuses_keys_that_do_not_match_the_values() -> None:
+    with pytest.raises(ValueError, match="2 keys, 3 values"):
+        Message.many([b"a", b"b", b"c"], [b"k1", b"k2"])
