@@ -1,14 +1,20 @@
-"""Benchmark aiomq's Writer against raw aiokafka, side by side, in one run on one broker.
+"""Benchmark aiomq's Writer against raw aiokafka and librdkafka, side by side, in one run.
 
 Run it from the repository root::
 
-    .venv/bin/python bench/writer.py                 # under 3 minutes on 2 cores
-    .venv/bin/python bench/writer.py --quick         # under 40 seconds
+    .venv/bin/python bench/writer.py                 # about 3 minutes on 2 cores
+    .venv/bin/python bench/writer.py --quick         # about 30 seconds
     .venv/bin/python bench/writer.py --bootstrap-servers localhost:9092 --json out.json
 
-Every scenario alternates the clients run by run (their order rotates from one run to the
-next), on the same broker, topic settings and machine state, and reports the median of the
-runs. Only ratios from one run mean much: machines are shared and noisy. See bench/README.md.
+The main rows write in async mode over eight workloads: 100-byte and 1-KB values, without
+keys and with 1,000 keys, acknowledged by the leader (acks=1) or by every in-sync replica
+(acks=all). The contenders are aiomq's Writer, raw aiokafka `send()` (with its default
+16 KB batches and with 1 MiB batches) and librdkafka through confluent-kafka's `Producer`,
+which runs in a worker thread so that the event loop stays free. Every scenario alternates
+the clients run by run (their order rotates from one run to the next), on the same broker,
+topic settings and machine state, and reports the median of the runs, in messages per
+second and in client CPU time per message. Only ratios from one run mean much: machines
+are shared and noisy. See bench/README.md.
 """
 
 from __future__ import annotations
@@ -22,28 +28,66 @@ import statistics
 import sys
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import aiokafka
+import confluent_kafka
 from _common import mib, parse_options, rss_bytes, start_report
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
 import aiomq
 from aiomq import Message, RequiredAcks, Writer
+from aiomq.admin import Client, TopicSpec
 
-PARTITIONS = 4  # what Tansu gives an auto-created topic; other brokers may differ
+PARTITIONS = 4  # of every topic the benchmark creates
 KEYS = [b"key-%d" % i for i in range(1000)]
 CALL_SIZE = 1000
 BIG_BATCH = 1_048_576
 
-# The clients under test, as named in the table.
+# The clients under test, as named in the tables.
 AIOMQ = "aiomq"
 AIOKAFKA = "aiokafka"
 AIOKAFKA_BIG = "aiokafka-1MiB"
+CONFLUENT = "confluent-kafka"
 CLIENTS = (AIOMQ, AIOKAFKA, AIOKAFKA_BIG)
+MAIN_CLIENTS = (AIOMQ, AIOKAFKA, AIOKAFKA_BIG, CONFLUENT)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Workload:
+    """What every message of a scenario looks like and how it is acknowledged."""
+
+    size: int
+    keyed: bool
+    acks: RequiredAcks
+
+    @property
+    def label(self) -> str:
+        """The workload as the tables name it: "100 B, 1,000 keys, acks=all"."""
+        size = f"{self.size} B" if self.size < 1024 else f"{self.size // 1024} KB"
+        keys = f"{len(KEYS):,} keys" if self.keyed else "no keys"
+        acks = "acks=all" if self.acks is RequiredAcks.ALL else f"acks={int(self.acks)}"
+        return f"{size}, {keys}, {acks}"
+
+    @property
+    def slug(self) -> str:
+        """A short name for topics and the JSON results: "100_keyed_all"."""
+        keys = "keyed" if self.keyed else "keyless"
+        return f"{self.size}_{keys}_{self.acks.name.lower()}"
+
+
+# The main rows, and the one workload every other scenario keeps.
+WORKLOADS = tuple(
+    Workload(size=size, keyed=keyed, acks=acks)
+    for size in (100, 1024)
+    for keyed in (False, True)
+    for acks in (RequiredAcks.ONE, RequiredAcks.ALL)
+)
+KEYED_100_ALL = Workload(size=100, keyed=True, acks=RequiredAcks.ALL)
+KEYED_1K_ALL = Workload(size=1024, keyed=True, acks=RequiredAcks.ALL)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -59,16 +103,16 @@ class Counts:
 
 
 DEFAULT_COUNTS = Counts(
-    small=100_000,
-    large=50_000,
+    small=200_000,
+    large=100_000,
     concurrent=20_000,
     latency=1_000,
     memory=1_000_000,
     warmup=2_000,
 )
 QUICK_COUNTS = Counts(
-    small=30_000,
-    large=15_000,
+    small=50_000,
+    large=25_000,
     concurrent=10_000,
     latency=300,
     memory=100_000,
@@ -78,27 +122,41 @@ QUICK_COUNTS = Counts(
 
 @dataclass(kw_only=True, slots=True)
 class Row:
-    """One line of the table: a metric per client, one value per run."""
+    """One line of the table: a metric per client, one value per run, and, for throughput
+    rows, the client CPU time per message of each run."""
 
     name: str
     unit: str
     higher_is_better: bool
     runs: dict[str, list[float]] = field(default_factory=dict)
+    cpu: dict[str, list[float]] = field(default_factory=dict)
     partitions: int | None = None
+    workload: str | None = None
 
     def add(self, client: str, value: float) -> None:
         self.runs.setdefault(client, []).append(value)
+
+    def add_cpu(self, client: str, seconds_per_message: float) -> None:
+        self.cpu.setdefault(client, []).append(seconds_per_message)
 
     def median(self, client: str) -> float | None:
         values = self.runs.get(client)
         return statistics.median(values) if values else None
 
+    def cpu_median(self, client: str) -> float | None:
+        values = self.cpu.get(client)
+        return statistics.median(values) if values else None
 
-# -- the two clients behind one interface ---------------------------------------------------
+
+# -- the clients behind one interface -------------------------------------------------------
 
 
 class Side:
-    """One open client writing to one topic; subclasses wrap aiomq and aiokafka."""
+    """One open client writing to one topic; subclasses wrap aiomq, aiokafka and librdkafka.
+
+    Every side writes value i of a run with key `KEYS[(start + i) % 1000]` when its workload
+    is keyed, and with no key otherwise.
+    """
 
     name: str
 
@@ -115,23 +173,29 @@ class Side:
 
 
 class AiomqSide(Side):
-    """`Writer.write_messages` in calls of CALL_SIZE messages."""
+    """`Writer.write_messages` in calls of CALL_SIZE messages, each call's `Message` objects
+    built right before it, inside the timed part, as an application builds them."""
 
-    def __init__(self, writer: Writer) -> None:
+    def __init__(self, writer: Writer, keyed: bool) -> None:
         self.name = AIOMQ
         self.writer = writer
+        self.keyed = keyed
 
     async def write_batch(self, values: list[bytes], start: int) -> None:
         write = self.writer.write_messages
         for offset in range(0, len(values), CALL_SIZE):
             chunk = values[offset : offset + CALL_SIZE]
-            base = start + offset
-            await write(
-                *[Message(key=KEYS[(base + j) % 1000], value=v) for j, v in enumerate(chunk)]
-            )
+            if self.keyed:
+                base = start + offset
+                await write(
+                    *[Message(key=KEYS[(base + j) % 1000], value=v) for j, v in enumerate(chunk)]
+                )
+            else:
+                await write(*[Message(value=v) for v in chunk])
 
     async def write_one(self, value: bytes, i: int) -> None:
-        await self.writer.write_messages(Message(key=KEYS[i % 1000], value=value))
+        key = KEYS[i % 1000] if self.keyed else None
+        await self.writer.write_messages(Message(key=key, value=value))
 
     async def close(self) -> None:
         await self.writer.aclose()
@@ -169,8 +233,8 @@ class AiomqAsyncSide(AiomqSide):
     """`Writer(async_mode=True)`: calls of CALL_SIZE messages return once queued, and a run
     ends when the completion callback has seen every message acknowledged."""
 
-    def __init__(self, writer: Writer, deliveries: Deliveries) -> None:
-        super().__init__(writer)
+    def __init__(self, writer: Writer, keyed: bool, deliveries: Deliveries) -> None:
+        super().__init__(writer, keyed)
         self.deliveries = deliveries
 
     async def write_batch(self, values: list[bytes], start: int) -> None:
@@ -187,43 +251,126 @@ class AiomqAsyncSide(AiomqSide):
 class AiokafkaSide(Side):
     """`AIOKafkaProducer.send()` per message, then awaiting every delivery future."""
 
-    def __init__(self, name: str, producer: AIOKafkaProducer, topic: str) -> None:
+    def __init__(self, name: str, producer: AIOKafkaProducer, topic: str, keyed: bool) -> None:
         self.name = name
         self.producer = producer
         self.topic = topic
+        self.keyed = keyed
 
     async def write_batch(self, values: list[bytes], start: int) -> None:
         producer, topic = self.producer, self.topic
-        futures = [
-            await producer.send(topic, v, key=KEYS[(start + j) % 1000])
-            for j, v in enumerate(values)
-        ]
+        if self.keyed:
+            futures = [
+                await producer.send(topic, v, key=KEYS[(start + j) % 1000])
+                for j, v in enumerate(values)
+            ]
+        else:
+            futures = [await producer.send(topic, v) for v in values]
         await asyncio.gather(*futures)
 
     async def write_one(self, value: bytes, i: int) -> None:
-        await self.producer.send_and_wait(self.topic, value, key=KEYS[i % 1000])
+        key = KEYS[i % 1000] if self.keyed else None
+        await self.producer.send_and_wait(self.topic, value, key=key)
 
     async def close(self) -> None:
         await self.producer.stop()
 
 
-async def open_aiomq(bootstrap: str, topic: str, **options: Any) -> AiomqSide:
+class ConfluentSide(Side):
+    """librdkafka through `confluent_kafka.Producer`, in a worker thread.
+
+    A run calls `produce()` once per message, `poll(0)` after every CALL_SIZE messages to
+    serve the delivery reports (and `poll(0.1)` whenever librdkafka's queue is full), and
+    `flush()` at the end, as a synchronous program would. It runs in a thread of its own
+    (`asyncio.to_thread`), so the event loop is never blocked; the loop has nothing else
+    to do meanwhile, so the thread does not wait for the GIL. A delivery callback counts
+    every message's outcome, as aiokafka's futures and aiomq's completion callback do.
+    """
+
+    def __init__(self, bootstrap: str, topic: str, workload: Workload) -> None:
+        self.name = CONFLUENT
+        self.topic = topic
+        self.keyed = workload.keyed
+        self.delivered = 0
+        self.failed = 0
+        acks: int | str = "all" if workload.acks is RequiredAcks.ALL else int(workload.acks)
+        self.producer = confluent_kafka.Producer(
+            {"bootstrap.servers": bootstrap, "acks": acks, "on_delivery": self._report}
+        )
+
+    def _report(self, error: Any, _message: Any) -> None:
+        # Called by librdkafka's poll() and flush(), in the thread that calls them.
+        if error is None:
+            self.delivered += 1
+        else:
+            self.failed += 1
+
+    def _produce_all(self, values: list[bytes], start: int) -> None:
+        producer, topic = self.producer, self.topic
+        produce, poll = producer.produce, producer.poll
+        settled = self.delivered + self.failed
+        for offset in range(0, len(values), CALL_SIZE):
+            chunk = values[offset : offset + CALL_SIZE]
+            if self.keyed:
+                base = start + offset
+                for j, v in enumerate(chunk):
+                    try:
+                        produce(topic, v, KEYS[(base + j) % 1000])
+                    except BufferError:
+                        self._produce_when_room(v, KEYS[(base + j) % 1000])
+            else:
+                for v in chunk:
+                    try:
+                        produce(topic, v)
+                    except BufferError:
+                        self._produce_when_room(v, None)
+            poll(0)
+        left = producer.flush(30)
+        if left or self.failed:
+            raise RuntimeError(f"confluent-kafka: {left} messages left, {self.failed} failed")
+        if self.delivered + self.failed - settled != len(values):
+            raise RuntimeError("confluent-kafka: a delivery report is missing")
+
+    def _produce_when_room(self, value: bytes, key: bytes | None) -> None:
+        # librdkafka's queue is full (100,000 messages by default): serve delivery reports
+        # until there is room, as its documentation advises.
+        while True:
+            self.producer.poll(0.1)
+            try:
+                self.producer.produce(self.topic, value, key)
+            except BufferError:
+                continue
+            return
+
+    async def write_batch(self, values: list[bytes], start: int) -> None:
+        await asyncio.to_thread(self._produce_all, values, start)
+
+    async def close(self) -> None:
+        producer = self.producer
+        await asyncio.to_thread(producer.close)
+
+
+async def open_aiomq(
+    bootstrap: str, topic: str, workload: Workload = KEYED_100_ALL, **options: Any
+) -> AiomqSide:
     writer = Writer(
         brokers=[bootstrap],
         topic=topic,
-        required_acks=RequiredAcks.ALL,
+        required_acks=workload.acks,
         compression=None,
         allow_auto_topic_creation=True,
         **options,
     )
     await writer.__aenter__()
-    return AiomqSide(writer)
+    return AiomqSide(writer, workload.keyed)
 
 
-async def open_aiokafka(bootstrap: str, topic: str, name: str, batch: int) -> AiokafkaSide:
+async def open_aiokafka(
+    bootstrap: str, topic: str, name: str, batch: int, workload: Workload
+) -> AiokafkaSide:
     producer = AIOKafkaProducer(
         bootstrap_servers=bootstrap,
-        acks="all",
+        acks="all" if workload.acks is RequiredAcks.ALL else int(workload.acks),
         compression_type=None,
         linger_ms=0,
         max_batch_size=batch,
@@ -231,54 +378,78 @@ async def open_aiokafka(bootstrap: str, topic: str, name: str, batch: int) -> Ai
         enable_idempotence=False,
     )
     await producer.start()
-    return AiokafkaSide(name, producer, topic)
+    return AiokafkaSide(name, producer, topic, workload.keyed)
 
 
-async def open_aiomq_async(bootstrap: str, topic: str) -> AiomqAsyncSide:
+async def open_aiomq_async(bootstrap: str, topic: str, workload: Workload) -> AiomqAsyncSide:
     deliveries = Deliveries()
-    side = await open_aiomq(bootstrap, topic, async_mode=True, completion=deliveries)
-    return AiomqAsyncSide(side.writer, deliveries)
+    side = await open_aiomq(bootstrap, topic, workload, async_mode=True, completion=deliveries)
+    return AiomqAsyncSide(side.writer, workload.keyed, deliveries)
+
+
+async def open_side(
+    bootstrap: str, topic: str, name: str, workload: Workload, *, aiomq_async: bool = False
+) -> Side:
+    if name == AIOMQ:
+        if aiomq_async:
+            return await open_aiomq_async(bootstrap, topic, workload)
+        return await open_aiomq(bootstrap, topic, workload)
+    if name == AIOKAFKA:
+        return await open_aiokafka(bootstrap, topic, name, 16_384, workload)
+    if name == AIOKAFKA_BIG:
+        return await open_aiokafka(bootstrap, topic, name, BIG_BATCH, workload)
+    return ConfluentSide(bootstrap, topic, workload)
 
 
 async def open_sides(
-    bootstrap: str, topic: str, names: tuple[str, ...], *, aiomq_async: bool = False
+    bootstrap: str, topic: str, names: tuple[str, ...], workload: Workload
 ) -> list[Side]:
-    # aiomq goes first: it creates the topic (the broker's default partition count).
-    sides: list[Side] = []
-    for name in names:
-        if name == AIOMQ:
-            opener = open_aiomq_async if aiomq_async else open_aiomq
-            sides.append(await opener(bootstrap, topic))
-        elif name == AIOKAFKA:
-            sides.append(await open_aiokafka(bootstrap, topic, name, 16_384))
-        else:
-            sides.append(await open_aiokafka(bootstrap, topic, name, BIG_BATCH))
-    return sides
+    return [await open_side(bootstrap, topic, name, workload) for name in names]
 
 
-async def partition_count(sides: list[Side]) -> int | None:
-    """The number of partitions of the topic the sides write to, as aiokafka sees it."""
-    for side in sides:
-        if isinstance(side, AiokafkaSide):
-            return len(await side.producer.partitions_for(side.topic))
-    return None
+class Topics:
+    """Creates the benchmark's topics, PARTITIONS each, and deletes them after use.
+
+    The embedded broker keeps every message in memory, and it slows down as it holds more:
+    writing 1-KB messages to one topic, aiomq's rate fell from about 310,000 msg/s to
+    about 205,000 once the topic held 0.6 to 1.5 GB, and stayed there. So each timed run
+    of a throughput row writes to a new topic of its own, deleted after the run.
+    """
+
+    def __init__(self, admin: Client) -> None:
+        self.admin = admin
+
+    async def create(self, scenario: str) -> str:
+        name = f"bench-{scenario}-{uuid.uuid4().hex[:8]}"
+        await self.admin.create_topics(TopicSpec(name=name, partitions=PARTITIONS))
+        return name
+
+    async def delete(self, topic: str) -> None:
+        try:
+            await self.admin.delete_topics(topic)
+        except aiomq.Error as exc:
+            print(f"  note: topic {topic} not deleted: {exc}", file=sys.stderr, flush=True)
 
 
-def rotated(sides: list[Side], run: int) -> list[Side]:
+T = TypeVar("T")
+
+
+def rotated(items: Sequence[T], run: int) -> list[T]:
     """The order of the clients in a run: rotated, so that no client is always first."""
-    shift = run % len(sides)
-    return sides[shift:] + sides[:shift]
+    shift = run % len(items)
+    return [*items[shift:], *items[:shift]]
 
 
-async def timed(work: Callable[[], Awaitable[None]]) -> float:
+async def timed(work: Callable[[], Awaitable[None]]) -> tuple[float, float]:
+    """Run `work` once; return its wall-clock seconds and this process's CPU seconds.
+
+    The CPU time counts every thread of the process (librdkafka's own threads included)
+    and leaves out the broker, which runs in a process of its own.
+    """
     gc.collect()
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     await work()
-    return time.perf_counter() - start
-
-
-def topic_name(scenario: str) -> str:
-    return f"bench-{scenario}-{uuid.uuid4().hex[:8]}"
+    return time.perf_counter() - start, time.process_time() - cpu
 
 
 # -- scenarios ------------------------------------------------------------------------------
@@ -286,48 +457,67 @@ def topic_name(scenario: str) -> str:
 
 async def bench_throughput(
     bootstrap: str,
-    label: str,
-    size: int,
+    topics: Topics,
+    workload: Workload,
     count: int,
     warmup: int,
     runs: int,
     *,
-    aiomq_async: bool = False,
+    aiomq_async: bool,
 ) -> Row:
-    """Scenarios 1 and 2: write_messages calls of 1,000 vs send()+gather, in msg/s.
+    """Write calls of 1,000 (aiomq) against send() + gather (aiokafka) and produce() +
+    flush() (confluent-kafka, async mode only), in msg/s and CPU seconds per message.
 
     Synchronous calls wait for each call's offsets; in async mode the calls only queue,
     and the run ends when the completion callback has seen every message acknowledged,
-    as aiokafka's run ends when every delivery future has resolved.
+    as aiokafka's run ends when every delivery future has resolved and librdkafka's when
+    flush() has served every delivery report.
+
+    Each timed run opens its client on a new, empty topic, warms it up there (connections,
+    metadata), and closes it and deletes the topic afterwards, outside the clock.
     """
     mode = "async mode" if aiomq_async else "sync calls"
-    row = Row(name=f"throughput {label} values, {mode}", unit="msg/s", higher_is_better=True)
-    value = os.urandom(size)
+    row = Row(
+        name=f"throughput {workload.label}, {mode}",
+        unit="msg/s",
+        higher_is_better=True,
+        workload=workload.label,
+    )
+    value = os.urandom(workload.size)
     values = [value] * count
-    topic = topic_name(f"tp{size}{'a' if aiomq_async else 's'}")
-    sides = await open_sides(bootstrap, topic, CLIENTS, aiomq_async=aiomq_async)
-    try:
-        for side in sides:
-            await side.write_batch(values[:warmup], 0)
-        row.partitions = await partition_count(sides)
-        for run in range(runs):
-            for side in rotated(sides, run):
+    row.partitions = PARTITIONS
+    scenario = f"tp-{workload.slug}-{'a' if aiomq_async else 's'}"
+    for run in range(runs):
+        for name in rotated(MAIN_CLIENTS if aiomq_async else CLIENTS, run):
+            topic = await topics.create(scenario)
+            side = await open_side(bootstrap, topic, name, workload, aiomq_async=aiomq_async)
+            try:
+                await side.write_batch(values[:warmup], 0)
 
                 async def work(side: Side = side) -> None:
                     await side.write_batch(values, 0)
 
-                row.add(side.name, count / await timed(work))
-    finally:
-        for side in sides:
-            await side.close()
+                seconds, cpu = await timed(work)
+            finally:
+                await side.close()
+                await topics.delete(topic)
+            row.add(name, count / seconds)
+            row.add_cpu(name, cpu / count)
     return row
 
 
-async def bench_concurrent(bootstrap: str, count: int, warmup: int, runs: int) -> Row:
-    """Scenario 3: 1,000 single-message callers at once, repeated, in msg/s."""
-    row = Row(name="1,000 concurrent 1-msg callers", unit="msg/s", higher_is_better=True)
+async def bench_concurrent(
+    bootstrap: str, topics: Topics, count: int, warmup: int, runs: int
+) -> Row:
+    """1,000 single-message callers at once, repeated, in msg/s."""
+    row = Row(
+        name=f"1,000 concurrent 1-msg callers, {KEYED_100_ALL.label}",
+        unit="msg/s",
+        higher_is_better=True,
+    )
     value = os.urandom(100)
-    sides = await open_sides(bootstrap, topic_name("conc"), CLIENTS)
+    topic = await topics.create("conc")
+    sides = await open_sides(bootstrap, topic, CLIENTS, KEYED_100_ALL)
 
     async def waves(side: Side, total: int) -> None:
         for start in range(0, total, CALL_SIZE):
@@ -342,20 +532,26 @@ async def bench_concurrent(bootstrap: str, count: int, warmup: int, runs: int) -
                 async def work(side: Side = side) -> None:
                     await waves(side, count)
 
-                row.add(side.name, count / await timed(work))
+                seconds, _cpu = await timed(work)
+                row.add(side.name, count / seconds)
     finally:
         for side in sides:
             await side.close()
+        await topics.delete(topic)
     return row
 
 
-async def bench_latency(bootstrap: str, count: int, warmup: int, runs: int) -> tuple[Row, Row, Row]:
-    """Scenario 4: one synchronous write at a time: p50 and p99 in ms, and writes/s."""
-    p50 = Row(name="1 sync write latency p50", unit="ms", higher_is_better=False)
-    p99 = Row(name="1 sync write latency p99", unit="ms", higher_is_better=False)
-    rate = Row(name="sequential sync writes", unit="msg/s", higher_is_better=True)
+async def bench_latency(
+    bootstrap: str, topics: Topics, count: int, warmup: int, runs: int
+) -> tuple[Row, Row, Row]:
+    """One synchronous write at a time: p50 and p99 in ms, and writes/s."""
+    label = KEYED_100_ALL.label
+    p50 = Row(name=f"1 sync write latency p50, {label}", unit="ms", higher_is_better=False)
+    p99 = Row(name=f"1 sync write latency p99, {label}", unit="ms", higher_is_better=False)
+    rate = Row(name=f"sequential sync writes, {label}", unit="msg/s", higher_is_better=True)
     value = os.urandom(100)
-    sides = await open_sides(bootstrap, topic_name("lat"), (AIOMQ, AIOKAFKA))
+    topic = await topics.create("lat")
+    sides = await open_sides(bootstrap, topic, (AIOMQ, AIOKAFKA), KEYED_100_ALL)
     try:
         for side in sides:
             for i in range(warmup // 10):
@@ -375,17 +571,19 @@ async def bench_latency(bootstrap: str, count: int, warmup: int, runs: int) -> t
     finally:
         for side in sides:
             await side.close()
+        await topics.delete(topic)
     return p50, p99, rate
 
 
-async def bench_memory(bootstrap: str, count: int) -> dict[str, Any]:
-    """Scenario 5: aiomq async mode over a long run; RSS sampled every ~50k messages.
+async def bench_memory(bootstrap: str, topics: Topics, count: int) -> dict[str, Any]:
+    """aiomq async mode over a long run; RSS sampled every ~50k messages.
 
     Every message is a new object with a value of its own, as in an application, so the
     queue holds real messages. Run first, before other scenarios have grown the heap.
     """
     every = 50_000 if count >= 500_000 else 10_000
-    side = await open_aiomq(bootstrap, topic_name("mem"), async_mode=True)
+    topic = await topics.create("mem")
+    side = await open_aiomq(bootstrap, topic, async_mode=True)
     writer = side.writer
     capacity = writer.config.queue_capacity
     write = writer.write_messages
@@ -394,7 +592,7 @@ async def bench_memory(bootstrap: str, count: int) -> dict[str, Any]:
         return [Message(key=KEYS[j], value=b"%0100d" % (base + j)) for j in range(CALL_SIZE)]
 
     try:
-        # The warm-up creates the topic; its messages may still be queued at the start.
+        # The warm-up's messages may still be queued at the start.
         await write(*call(0))
         gc.collect()
         samples: list[tuple[int, int, int]] = [(0, rss_bytes(), writer.stats().queued)]
@@ -413,6 +611,7 @@ async def bench_memory(bootstrap: str, count: int) -> dict[str, Any]:
         # A Writer has no flush of its own: aclose() delivers everything still queued.
         await side.close()
     elapsed = time.perf_counter() - start
+    await topics.delete(topic)
     gc.collect()
     end = rss_bytes()
     stats = writer.stats()
@@ -457,31 +656,48 @@ def fmt(value: float | None, unit: str) -> str:
     return f"{value:,.0f} {unit}"
 
 
-def ratio(row: Row, other: str) -> str:
+def median_ratio(row: Row, other: str) -> float | None:
+    """aiomq's median over `other`'s, or None when either is missing."""
     a, b = row.median(AIOMQ), row.median(other)
     if a is None or b is None or b == 0:
+        return None
+    return a / b
+
+
+def ratio(row: Row, other: str, *, spread: bool = False) -> str:
+    """aiomq's median over `other`'s; with `spread`, also the lowest and highest ratio of
+    one run's figures."""
+    value = median_ratio(row, other)
+    if value is None:
         return "-"
-    return f"{a / b:.2f}x"
+    text = f"{value:.2f}x"
+    if spread:
+        low, high = run_ratios(row, other)
+        text += f" ({low:.2f}-{high:.2f})"
+    return text
 
 
-def print_table(rows: list[Row]) -> None:
-    headers = [
-        "scenario (median of runs)",
-        "aiomq",
-        "aiokafka",
-        "aiomq/aiokafka",
-        "aiokafka 1MiB",
-        "aiomq/aiokafka 1MiB",
-    ]
+def run_ratios(row: Row, other: str) -> tuple[float, float]:
+    """The lowest and highest of aiomq's figure over `other`'s within one run."""
+    pairs = zip(row.runs[AIOMQ], row.runs[other], strict=True)
+    ratios = [a / b for a, b in pairs]
+    return min(ratios), max(ratios)
+
+
+def micros(row: Row, client: str) -> str:
+    value = row.cpu_median(client)
+    return "-" if value is None else f"{value * 1e6:.2f} µs"
+
+
+Column = tuple[str, Callable[[Row], str]]
+
+
+def print_table(
+    title: str, rows: list[Row], columns: list[Column], first: Callable[[Row], str] | None = None
+) -> None:
+    headers = [title, *(header for header, _cell in columns)]
     lines = [
-        [
-            f"{row.name} ({'higher' if row.higher_is_better else 'lower'} is better)",
-            fmt(row.median(AIOMQ), row.unit),
-            fmt(row.median(AIOKAFKA), row.unit),
-            ratio(row, AIOKAFKA),
-            fmt(row.median(AIOKAFKA_BIG), row.unit),
-            ratio(row, AIOKAFKA_BIG),
-        ]
+        [first(row) if first else row.name, *(cell(row) for _header, cell in columns)]
         for row in rows
     ]
     widths = [max(len(r[i]) for r in [headers, *lines]) for i in range(len(headers))]
@@ -491,20 +707,77 @@ def print_table(rows: list[Row]) -> None:
         rest = [c.rjust(w) for c, w in zip(cells[1:], widths[1:], strict=True)]
         return "  ".join([first, *rest])
 
+    print()
     print(render(headers))
     print("  ".join("-" * w for w in widths))
     for line in lines:
         print(render(line))
 
 
+def print_tables(rows: dict[str, Row]) -> None:
+    main = [rows[f"async_{w.slug}"] for w in WORKLOADS]
+    other = [row for key, row in rows.items() if not key.startswith("async_")]
+
+    def rate(client: str) -> Column:
+        return client, lambda row: fmt(row.median(client), row.unit)
+
+    def versus(client: str, *, spread: bool = False) -> Column:
+        return f"aiomq/{client}", lambda row: ratio(row, client, spread=spread)
+
+    def cpu(client: str) -> Column:
+        return client, lambda row: micros(row, client)
+
+    print_table(
+        "async mode, msg/s (median of runs)",
+        main,
+        [
+            rate(AIOMQ),
+            rate(AIOKAFKA),
+            rate(AIOKAFKA_BIG),
+            rate(CONFLUENT),
+            versus(AIOKAFKA, spread=True),
+            versus(AIOKAFKA_BIG),
+            versus(CONFLUENT, spread=True),
+        ],
+        first=lambda row: row.workload or row.name,
+    )
+    print(
+        "  (ratios: of the medians; in brackets the lowest and highest ratio within one run; "
+        f"aiomq writes {CALL_SIZE:,} messages a call)"
+    )
+    print_table(
+        "client CPU time per message (median of runs; lower is better)",
+        [row for row in rows.values() if row.cpu],
+        [cpu(AIOMQ), cpu(AIOKAFKA), cpu(AIOKAFKA_BIG), cpu(CONFLUENT)],
+    )
+    print_table(
+        "other scenarios (median of runs)",
+        [row for row in other if row.unit == "msg/s"] + [r for r in other if r.unit != "msg/s"],
+        [
+            rate(AIOMQ),
+            rate(AIOKAFKA),
+            versus(AIOKAFKA),
+            rate(AIOKAFKA_BIG),
+            versus(AIOKAFKA_BIG),
+        ],
+    )
+    print("  (latency rows: lower is better, a ratio below 1 means aiomq answers sooner)")
+    for client in (AIOKAFKA, CONFLUENT):
+        ratios = [r for r in (median_ratio(row, client) for row in main) if r is not None]
+        print(
+            f"aiomq/{client} over the {len(main)} async-mode workloads: "
+            f"{min(ratios):.2f}x to {max(ratios):.2f}x"
+        )
+
+
 def print_memory(memory: dict[str, Any]) -> None:
     per_message = (memory["rss_peak"] - memory["rss_start"]) / max(memory["queued_max"], 1)
     print()
     print(
-        f"memory, aiomq Writer(async_mode=True): {memory['messages']:,} x 100 B messages in "
-        f"calls of {CALL_SIZE:,}, {memory['msg_per_s']:,.0f} msg/s (to the end of aclose), "
-        f"queue_capacity {memory['queue_capacity']:,} (most queued: {memory['queued_max']:,}), "
-        f"errors {memory['errors']}"
+        f"memory, aiomq Writer(async_mode=True): {memory['messages']:,} messages of "
+        f"{KEYED_100_ALL.label} in calls of {CALL_SIZE:,}, {memory['msg_per_s']:,.0f} msg/s "
+        f"(to the end of aclose), queue_capacity {memory['queue_capacity']:,} "
+        f"(most queued: {memory['queued_max']:,}), errors {memory['errors']}"
     )
     print(
         f"  RSS start {mib(memory['rss_start'])}, peak {mib(memory['rss_peak'])}, "
@@ -523,10 +796,8 @@ def targets(rows: dict[str, Row], memory: dict[str, Any]) -> list[tuple[str, str
     # them at the end: the like-for-like aiomq run is async mode, waiting at the end for
     # the completion callback to have seen every acknowledgement. Synchronous calls also
     # wait for each call's offsets before the next call; their ratio is reported beside.
-    small = rows["small_async"]
-    tp = (small.median(AIOMQ) or 0) / (small.median(AIOKAFKA) or 1)
-    sync = rows["small"]
-    sync_tp = (sync.median(AIOMQ) or 0) / (sync.median(AIOKAFKA) or 1)
+    tp = median_ratio(rows[f"async_{KEYED_100_ALL.slug}"], AIOKAFKA) or 0.0
+    sync_tp = median_ratio(rows["small"], AIOKAFKA) or 0.0
     p50 = rows["p50"]
     lat = (p50.median(AIOMQ) or 0) / (p50.median(AIOKAFKA) or 1)
     # Flat: past the pivot, RSS rises no more than 10% (at least 8 MiB) above it.
@@ -543,11 +814,15 @@ def targets(rows: dict[str, Row], memory: dict[str, Any]) -> list[tuple[str, str
         flat = "MET"
     return [
         (
-            "100-byte throughput >= 5x raw aiokafka send() (async mode, like send() + futures)",
+            f"throughput >= 5x raw aiokafka send() ({KEYED_100_ALL.label}, async mode)",
             _met(tp >= 5),
             f"{tp:.2f}x (synchronous calls of 1,000: {sync_tp:.2f}x)",
         ),
-        ("sync latency p50 <= 2x raw aiokafka send_and_wait", _met(lat <= 2), f"{lat:.2f}x"),
+        (
+            f"sync latency p50 <= 2x raw aiokafka send_and_wait ({KEYED_100_ALL.label})",
+            _met(lat <= 2),
+            f"{lat:.2f}x",
+        ),
         (
             "memory flat over the long async run",
             flat,
@@ -572,46 +847,53 @@ async def run(bootstrap: str | None, counts: Counts, runs: int) -> dict[str, Any
     return await run_all(bootstrap, "external", counts, runs)
 
 
+def steps_of(
+    bootstrap: str, topics: Topics, counts: Counts, runs: int
+) -> list[tuple[str, Callable[[], Any]]]:
+    """Every scenario after the memory run, keyed as in the JSON results."""
+
+    def throughput(workload: Workload, *, aiomq_async: bool) -> Callable[[], Awaitable[Row]]:
+        count = counts.small if workload.size < 1024 else counts.large
+        return lambda: bench_throughput(
+            bootstrap, topics, workload, count, counts.warmup, runs, aiomq_async=aiomq_async
+        )
+
+    steps: list[tuple[str, Callable[[], Any]]] = [
+        (f"async_{w.slug}", throughput(w, aiomq_async=True)) for w in WORKLOADS
+    ]
+    steps += [
+        ("small", throughput(KEYED_100_ALL, aiomq_async=False)),
+        ("large", throughput(KEYED_1K_ALL, aiomq_async=False)),
+        (
+            "concurrent",
+            lambda: bench_concurrent(bootstrap, topics, counts.concurrent, counts.warmup, runs),
+        ),
+        (
+            "latency",
+            lambda: bench_latency(bootstrap, topics, counts.latency, counts.warmup, runs),
+        ),
+    ]
+    return steps
+
+
 async def run_all(bootstrap: str, kind: str, counts: Counts, runs: int) -> dict[str, Any]:
     print(f"broker: {bootstrap} ({kind})", flush=True)
     began = time.perf_counter()
     rows: dict[str, Row] = {}
-    steps: list[tuple[str, Callable[[], Awaitable[Any]]]] = [
-        (
-            "small",
-            lambda: bench_throughput(bootstrap, "100 B", 100, counts.small, counts.warmup, runs),
-        ),
-        (
-            "small_async",
-            lambda: bench_throughput(
-                bootstrap, "100 B", 100, counts.small, counts.warmup, runs, aiomq_async=True
-            ),
-        ),
-        (
-            "large",
-            lambda: bench_throughput(bootstrap, "1 KB", 1024, counts.large, counts.warmup, runs),
-        ),
-        (
-            "large_async",
-            lambda: bench_throughput(
-                bootstrap, "1 KB", 1024, counts.large, counts.warmup, runs, aiomq_async=True
-            ),
-        ),
-        ("concurrent", lambda: bench_concurrent(bootstrap, counts.concurrent, counts.warmup, runs)),
-        ("latency", lambda: bench_latency(bootstrap, counts.latency, counts.warmup, runs)),
-    ]
-    # Memory goes first, while the heap holds nothing from the other scenarios.
-    t0 = time.perf_counter()
-    memory = await bench_memory(bootstrap, counts.memory)
-    print(f"  memory: {time.perf_counter() - t0:.1f} s", file=sys.stderr, flush=True)
-    for key, step in steps:
+    async with Client(brokers=[bootstrap]) as admin:
+        topics = Topics(admin)
+        # Memory goes first, while the heap holds nothing from the other scenarios.
         t0 = time.perf_counter()
-        result = await step()
-        if key == "latency":
-            rows["p50"], rows["p99"], rows["sync_rate"] = result
-        else:
-            rows[key] = result
-        print(f"  {key}: {time.perf_counter() - t0:.1f} s", file=sys.stderr, flush=True)
+        memory = await bench_memory(bootstrap, topics, counts.memory)
+        print(f"  memory: {time.perf_counter() - t0:.1f} s", file=sys.stderr, flush=True)
+        for key, step in steps_of(bootstrap, topics, counts, runs):
+            t0 = time.perf_counter()
+            result = await step()
+            if key == "latency":
+                rows["p50"], rows["p99"], rows["sync_rate"] = result
+            else:
+                rows[key] = result
+            print(f"  {key}: {time.perf_counter() - t0:.1f} s", file=sys.stderr, flush=True)
     return {
         "broker": {"bootstrap_servers": bootstrap, "kind": kind},
         "rows": rows,
@@ -620,23 +902,22 @@ async def run_all(bootstrap: str, kind: str, counts: Counts, runs: int) -> dict[
     }
 
 
-def main(argv: list[str] | None = None) -> int:
-    args, runs = parse_options(
-        "bench/writer.py",
-        "Benchmark aiomq's Writer against raw aiokafka on one broker.",
-        "smaller counts, 3 runs (~30 s)",
-        argv,
-    )
-    counts = QUICK_COUNTS if args.quick else DEFAULT_COUNTS
-
-    command = start_report()
+def print_settings(counts: Counts, runs: int) -> None:
     print(
-        f"settings: acks=all, no compression, keys b'key-<i % 1000>', {runs} runs per scenario "
-        "(client order rotates each run), warm-up per client"
+        f"confluent-kafka {confluent_kafka.__version__}, "
+        f"librdkafka {confluent_kafka.libversion()[0]}"
+    )
+    print(
+        f"settings: no compression, no idempotence, {runs} runs per scenario (client order "
+        "rotates each run), a warm-up per client; keys b'key-<i % 1000>' when keyed"
+    )
+    print(
+        "  workloads of the async-mode rows: values of 100 B and 1 KB, no keys and 1,000 keys, "
+        "acks=1 and acks=all; every other row: 100 B or 1 KB, 1,000 keys, acks=all"
     )
     print(
         f"  aiomq Writer defaults: batch_size 1000, batch_bytes 1 MiB, batch_timeout 0; "
-        f"throughput rows use write_messages calls of {CALL_SIZE:,} messages"
+        f"write_messages calls of {CALL_SIZE:,} messages, built inside the timed loop"
     )
     print(
         "  'sync calls': each call returns the written messages; 'async mode': calls queue, "
@@ -644,7 +925,18 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(
         "  aiokafka: send() per message then gather of the futures; linger_ms=0 (default), "
-        "max_batch_size 16 KB (default); 'aiokafka 1MiB' sets max_batch_size=1 MiB"
+        "max_batch_size 16 KB (default); 'aiokafka-1MiB' sets max_batch_size=1 MiB"
+    )
+    print(
+        "  confluent-kafka: Producer with its defaults (linger.ms 5, consistent_random "
+        "partitioner) and acks; in a worker thread (asyncio.to_thread): produce() per "
+        f"message, poll(0) every {CALL_SIZE:,}, flush() at the end, a delivery callback "
+        "counting outcomes"
+    )
+    print(
+        "  CPU per message: time.process_time() over a run, divided by its messages; it "
+        "counts every thread of this process (librdkafka's own threads included), not the "
+        "broker's process"
     )
     print(
         f"  counts per run: 100 B {counts.small:,}, 1 KB {counts.large:,}, "
@@ -653,6 +945,35 @@ def main(argv: list[str] | None = None) -> int:
     )
     sys.stdout.flush()
 
+
+def row_document(row: Row) -> dict[str, Any]:
+    document: dict[str, Any] = {
+        "name": row.name,
+        "unit": row.unit,
+        "partitions": row.partitions,
+        "higher_is_better": row.higher_is_better,
+        "median": {name: row.median(name) for name in row.runs},
+        "runs": row.runs,
+    }
+    if row.cpu:
+        document["cpu_seconds_per_message"] = {
+            "median": {name: row.cpu_median(name) for name in row.cpu},
+            "runs": row.cpu,
+        }
+    return document
+
+
+def main(argv: list[str] | None = None) -> int:
+    args, runs = parse_options(
+        "bench/writer.py",
+        "Benchmark aiomq's Writer against raw aiokafka and librdkafka on one broker.",
+        "smaller counts, 3 runs (about 30 s)",
+        argv,
+    )
+    counts = QUICK_COUNTS if args.quick else DEFAULT_COUNTS
+
+    command = start_report()
+    print_settings(counts, runs)
     try:
         results = asyncio.run(run(args.bootstrap_servers, counts, runs))
     except (aiomq.Error, KafkaError, OSError) as exc:
@@ -660,12 +981,11 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     rows: dict[str, Row] = results["rows"]
     memory: dict[str, Any] = results["memory"]
-    partitions = rows["small"].partitions
-    print(f"topics: one per scenario, {partitions} partitions (created on first write)")
-    if partitions != PARTITIONS:
-        print(f"  note: not the {PARTITIONS} partitions the figures are usually quoted with")
-    print()
-    print_table(list(rows.values()))
+    print(
+        f"topics: {PARTITIONS} partitions, created before use and deleted after: a new one "
+        "for every timed run of a throughput row, one per scenario for the others"
+    )
+    print_tables(rows)
     print_memory(memory)
     print()
     checks = targets(rows, memory)
@@ -678,6 +998,8 @@ def main(argv: list[str] | None = None) -> int:
             "command": command,
             "python": platform.python_version(),
             "aiokafka": aiokafka.__version__,
+            "confluent_kafka": confluent_kafka.__version__,
+            "librdkafka": confluent_kafka.libversion()[0],
             "aiomq": aiomq.__version__,
             "broker": results["broker"],
             "runs": runs,
@@ -688,17 +1010,7 @@ def main(argv: list[str] | None = None) -> int:
                 "latency": counts.latency,
                 "memory": counts.memory,
             },
-            "rows": {
-                key: {
-                    "name": row.name,
-                    "unit": row.unit,
-                    "partitions": row.partitions,
-                    "higher_is_better": row.higher_is_better,
-                    "median": {name: row.median(name) for name in row.runs},
-                    "runs": row.runs,
-                }
-                for key, row in rows.items()
-            },
+            "rows": {key: row_document(row) for key, row in rows.items()},
             "memory": memory,
             "targets": [{"name": n, "status": st, "detail": d} for n, st, d in checks],
             "seconds": results["seconds"],
