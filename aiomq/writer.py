@@ -209,6 +209,12 @@ class WriterConfig(ClientSettings):
     error that failed them, or None. May be a plain function or a coroutine function; it
     runs on the event loop and should return quickly. Default: None."""
 
+    completion_written: bool = True
+    """In async mode, whether `completion` receives the written messages with their
+    partition, offset and time (True), or the messages as they were given (False): building
+    the written ones costs about 0.3 µs a message, which a callback that only counts, or
+    only looks at failures, does not need. Failures always come as given. Default: True."""
+
     queue_capacity: int = 100_000
     """The most messages the writer holds before `write_messages` waits for room (back
     pressure), in both modes. Default: 100000."""
@@ -285,6 +291,10 @@ class WriterConfig(ClientSettings):
                     "a transactional writer (transactional_id) needs required_acks=RequiredAcks.ALL"
                 )
         check_seconds("transaction_timeout", self.transaction_timeout, allow_zero=False)
+        if not isinstance(self.completion_written, bool):
+            raise ConfigError(
+                f"completion_written must be True or False, not {self.completion_written!r}"
+            )
         if self.completion is not None and not callable(self.completion):
             raise ConfigError(f"completion must be callable, not {self.completion!r}")
         check_connection(self.client_id, self.dialer)
@@ -362,6 +372,7 @@ class Writer(AsyncResource):
             brokers=config.brokers,
             transactional_id=config.transactional_id,
         )
+        settings.completion_written = config.completion_written
         if telemetry.enabled(config.tracing):
             self._telemetry = WriterTelemetry(
                 telemetry.telemetry(), self, config.effective_client_id, config.brokers

@@ -540,6 +540,33 @@ async def test_an_async_mode_completion_receives_every_message_once_with_partiti
     }
 
 
+async def test_a_completion_may_take_the_messages_as_given_instead_of_as_written(
+    bootstrap_servers: str, topic: str
+) -> None:
+    await create_topic(bootstrap_servers, topic, 4)
+    given = numbered(200)
+    received: list[Message] = []
+
+    def count(messages: list[Message], error: Error | None) -> None:
+        assert error is None
+        received.extend(messages)
+
+    async with Writer(
+        brokers=[bootstrap_servers],
+        topic=topic,
+        async_mode=True,
+        completion=count,
+        completion_written=False,
+    ) as writer:
+        await writer.write_messages(*given)
+    assert len(received) == 200
+    # The very objects given: no partition or offset filled in.
+    assert {id(m) for m in received} == {id(m) for m in given}
+    assert {m.partition for m in received} == {-1}
+    records = await read_all(bootstrap_servers, partitions_of(topic, 4))
+    assert sorted(r.value or b"" for r in records) == sorted(m.value or b"" for m in given)
+
+
 # Back pressure: a write waits while the writer holds `queue_capacity` messages or more, so
 # at most one call's messages can take it past the capacity.
 

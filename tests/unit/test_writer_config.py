@@ -53,6 +53,8 @@ def test_config_is_frozen() -> None:
         ({"compression": "gzip"}, "compression"),
         ({"idempotent": True, "required_acks": RequiredAcks.ONE}, "idempotent"),
         ({"completion": "not callable"}, "completion"),
+        ({"completion_written": "no"}, "completion_written"),
+        ({"transactional_id": "t", "required_acks": RequiredAcks.ONE}, "required_acks"),
         ({"client_id": ""}, "client_id"),
         ({"batch_size": True}, "batch_size"),
     ],

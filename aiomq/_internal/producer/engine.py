@@ -372,10 +372,21 @@ class Producer:
             state.sequence = (state.sequence + count) % _MAX_SEQUENCE
         self._count_batch(state, chunks, count, encoded_bytes)
         completion = self._settings.completion
-        if completion is None and chunks[0].call is None:
-            # Async mode without a completion callback: nobody asks for the results.
-            self._release(count)
-            return
+        if chunks[0].call is None:
+            if completion is None:
+                # Async mode without a completion callback: nobody asks for the results.
+                self._release(count)
+                return
+            if not self._settings.completion_written:
+                # The callback takes the messages as given: nothing to build.
+                given = (
+                    chunks[0].messages
+                    if len(chunks) == 1
+                    else [m for chunk in chunks for m in chunk.messages]
+                )
+                self._release(count)
+                self._complete(completion, given, None)
+                return
         # The broker's append time wins when the topic uses LogAppendTime.
         stamp_ms = append_time_ms if append_time_ms >= 0 else timestamp_ms
         batch_time = datetime.fromtimestamp(stamp_ms / 1000, UTC)

@@ -41,6 +41,7 @@ class ProducerSettings:
         "brokers",
         "codec",
         "completion",
+        "completion_written",
         "idempotent",
         "max_attempts",
         "observer",
@@ -79,6 +80,8 @@ class ProducerSettings:
         self.timeout_ms = int(timeout * 1000)
         self.queue_capacity = queue_capacity
         self.completion = completion
+        self.completion_written = True
+        """Whether async-mode completions get the messages as written (else as given)."""
         self.brokers = tuple(brokers)
         self.transactional_id = transactional_id
         self.observer: BatchObserver | None = None
