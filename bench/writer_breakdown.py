@@ -9,7 +9,10 @@ the Writer, not a comparison with anything.
     .venv/bin/python bench/writer_breakdown.py [--calls 400] [--rounds 3] [--async-mode]
 
 With --async-mode the writer queues each call and a completion callback counts the
-acknowledged messages; a round ends when all of them are.
+acknowledged messages; a round ends when all of them are. --completion-as-given gives that
+callback the messages as given (`completion_written=False`); --keyless writes messages
+without keys; --many builds them with `Message.many`. Each round also prints the client's
+CPU time per message (`time.process_time`).
 """
 
 from __future__ import annotations
@@ -76,7 +79,9 @@ def time_waits(loop: asyncio.AbstractEventLoop) -> None:
     selector.select = timed_select
 
 
-async def one_round(bootstrap: str, calls: int, async_mode: bool) -> tuple[float, dict[str, float]]:
+async def one_round(
+    bootstrap: str, calls: int, async_mode: bool, options: argparse.Namespace
+) -> tuple[float, float, dict[str, float]]:
     acknowledged = 0
     everything = asyncio.Event()
 
@@ -92,6 +97,7 @@ async def one_round(bootstrap: str, calls: int, async_mode: bool) -> tuple[float
         allow_auto_topic_creation=True,
         async_mode=async_mode,
         completion=count if async_mode else None,
+        completion_written=not options.completion_as_given,
     ) as w:
         values = [os.urandom(100)] * CALL_SIZE
         await w.write_messages(
@@ -101,29 +107,40 @@ async def one_round(bootstrap: str, calls: int, async_mode: bool) -> tuple[float
         spent.clear()
         building = 0.0
         clock = time.perf_counter
+        keys = None if options.keyless else KEYS
         start = clock()
+        cpu = time.process_time()
         for _ in range(calls):
             mark = clock()
-            messages = [Message(key=KEYS[j], value=v) for j, v in enumerate(values)]
+            if options.many:
+                messages = Message.many(values, keys)
+            elif keys is None:
+                messages = [Message(value=v) for v in values]
+            else:
+                messages = [Message(key=keys[j], value=v) for j, v in enumerate(values)]
             building += clock() - mark
             await w.write_messages(*messages)
         if async_mode:
             await everything.wait()
         wall = clock() - start
+        cpu = time.process_time() - cpu
     parts = {"the caller building the Message objects": building, **spent}
-    return wall, parts
+    return wall, cpu, parts
 
 
-async def main(calls: int, rounds: int, async_mode: bool) -> None:
+async def main(calls: int, rounds: int, async_mode: bool, options: argparse.Namespace) -> None:
     timing(Planner, "plan", "checking, sizing and balancing (plan)", is_async=True)
     timing(Producer, "_build_batch", "encoding record batches (_build_batch)")
     timing(Producer, "_succeed", "building the written messages (_succeed)")
     async with EmbeddedBroker() as broker:
         for number in range(1, rounds + 1):
-            wall, parts = await one_round(broker.bootstrap_servers, calls, async_mode)
+            wall, cpu, parts = await one_round(broker.bootstrap_servers, calls, async_mode, options)
             messages = calls * CALL_SIZE
             per_message = wall / messages * 1e6
-            print(f"round {number}: {messages / wall:,.0f} msg/s, {per_message:.2f} µs a message")
+            print(
+                f"round {number}: {messages / wall:,.0f} msg/s, {per_message:.2f} µs a message, "
+                f"client CPU {cpu / messages * 1e6:.2f} µs a message"
+            )
             for label, seconds in parts.items():
                 print(f"  {label:44s} {seconds / messages * 1e6:5.2f} µs")
             rest = wall - sum(parts.values())
@@ -136,5 +153,12 @@ if __name__ == "__main__":
     parser.add_argument("--calls", type=int, default=400, help="calls of 1,000 messages per round")
     parser.add_argument("--rounds", type=int, default=3, help="rounds, each on a new writer")
     parser.add_argument("--async-mode", action="store_true", help="write in async mode")
+    parser.add_argument(
+        "--completion-as-given",
+        action="store_true",
+        help="async mode: completion_written=False",
+    )
+    parser.add_argument("--keyless", action="store_true", help="messages without keys")
+    parser.add_argument("--many", action="store_true", help="build them with Message.many")
     options = parser.parse_args()
-    asyncio.run(main(options.calls, options.rounds, options.async_mode))
+    asyncio.run(main(options.calls, options.rounds, options.async_mode, options))
