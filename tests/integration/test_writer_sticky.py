@@ -34,3 +34,23 @@ async def test_keyless_messages_fill_one_partition_a_batch_at_a_time(
     assert all(len(partitions) == 1 for partitions in by_key.values())
     assert len({p for ps in by_key.values() for p in ps}) > 1
     assert stats.messages == 410
+
+
+async def test_a_call_larger_than_a_batch_fills_each_batch_to_the_brim_in_order(
+    bootstrap_servers: str, topic: str
+) -> None:
+    """A plain call whose messages overflow `batch_bytes` is encoded in one pass up to what
+    surely fits, then one message at a time until the batch is full: batches come out as
+    full as the byte limit allows, and the messages in order."""
+    await create_topics(bootstrap_servers, topic, partitions=1)
+    values = [bytes([65 + i % 26]) * (900 + i % 7 * 20) for i in range(120)]
+    async with Writer(
+        brokers=brokers(bootstrap_servers), topic=topic, batch_bytes=10_000
+    ) as writer:
+        written = await writer.write_messages(*Message.many(values))
+        stats = writer.stats()
+    assert [m.offset for m in written] == list(range(120))
+    assert [m.value for m in written] == values
+    # Each batch holds as many records as the builder's exact check lets in.
+    assert stats.batch_messages_max == 10
+    assert stats.batches == 12

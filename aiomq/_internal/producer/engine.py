@@ -20,10 +20,11 @@ from __future__ import annotations
 
 import asyncio
 import time
+from bisect import bisect_right
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime
-from itertools import repeat
+from itertools import accumulate, repeat
 from operator import itemgetter
 from typing import Any, Final
 
@@ -285,10 +286,19 @@ class Producer:
                 chunk = queue.popleft().whole()
             messages = chunk.messages
             n = len(messages)
-            if n >= FEW and chunk.plain and size() + chunk.nbytes + n * RECORD_FRAMING <= limit:
-                # Every record fits for sure: encode them in one pass, no checks needed.
-                batch.append_plain(count, now_ms, messages)
-                fitted = n
+            if n >= FEW and chunk.plain:
+                if size() + chunk.nbytes + n * RECORD_FRAMING <= limit:
+                    # Every record fits for sure: encode them in one pass, no checks needed.
+                    batch.append_plain(count, now_ms, messages)
+                    fitted = n
+                else:
+                    # The batch fills up inside this chunk: the records that fit for sure
+                    # in one pass, then one at a time until the batch is full.
+                    fitted = _sure_to_fit(messages, limit - size())
+                    if fitted:
+                        batch.append_plain(count, now_ms, messages[:fitted])
+                    if fitted < n:
+                        fitted += batch.append_each(count + fitted, now_ms, messages[fitted:])
             else:
                 fitted = batch.append_each(count, now_ms, messages)
             if fitted < n:
@@ -572,6 +582,16 @@ def _written(
             ),
         )
     )
+
+
+def _sure_to_fit(messages: list[Message], room: int) -> int:
+    """How many of `messages` (without headers or times of their own) surely fit in `room`
+    bytes, counting each record at its widest framing."""
+    sizes = accumulate(
+        (0 if key is None else len(key)) + (0 if value is None else len(value)) + RECORD_FRAMING
+        for key, value in zip(map(_key_of, messages), map(_value_of, messages), strict=True)
+    )
+    return bisect_right(list(sizes), room)
 
 
 def _is_retriable(error: Error) -> bool:
