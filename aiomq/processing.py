@@ -429,13 +429,9 @@ class _Processor:
         while opened and opened[0] in finished:
             finished.discard(opened[0])
             part.watermark = opened.popleft() + 1
+        # The committer takes every watermark that moved meanwhile at once.
         self._dirty.add(key)
-        if self._state.settings.commit_interval > 0:
-            # The reader's flusher commits the stash; a revoke and the close flush it.
-            self._commits.stash_owned({_TP(*key): part.watermark})
-            self._dirty.discard(key)
-        else:
-            self._commit_wanted.set()
+        self._commit_wanted.set()
 
     # -- fair fetching ------------------------------------------------------------------------
 
@@ -476,8 +472,9 @@ class _Processor:
             self._room.set()
 
     async def _commit_loop(self) -> None:
-        """With `commit_interval` 0: commit each new watermark, one commit at a time;
-        watermarks that move meanwhile go into the next."""
+        """Commit the watermarks that moved, one commit at a time, those that move
+        meanwhile going into the next; with a `commit_interval`, stash them for the
+        reader's flusher (a revoke and the close flush the stash too)."""
         while True:
             await self._commit_wanted.wait()
             self._commit_wanted.clear()

@@ -280,28 +280,16 @@ class AiomqCollector(Collector):
         yield from _families(self._snapshots())
 
     def _snapshots(self) -> list[_Snapshot]:
-        loop = self.loop
-        if loop is None or loop.is_closed() or not loop.is_running() or _running_loop() is loop:
-            return self._read()
-
-        async def read() -> list[_Snapshot]:
-            return self._read()
-
-        try:
-            future = asyncio.run_coroutine_threadsafe(read(), loop)
-        except RuntimeError:  # the loop closed meanwhile: nothing of it runs any more
-            return self._read()
-        try:
-            return future.result(self.timeout)
-        except TimeoutError:
-            future.cancel()
+        snapshots = registry.read_on(self.loop, self._read, self.timeout)
+        if snapshots is None:
             get_logger().warning("prometheus_scrape_timed_out", timeout=self.timeout)
             return []
+        return snapshots
 
     def _read(self) -> list[_Snapshot]:
         """Take a snapshot of each open Writer and Reader."""
         snapshots = []
-        for resource in _open_resources():
+        for resource in registry.open_resources():
             labels: tuple[str, ...]
             if isinstance(resource, Writer):
                 labels = (resource.config.effective_client_id, self._name(resource, "writer"))
@@ -324,16 +312,6 @@ class AiomqCollector(Collector):
                 self._numbers[kind] += 1
                 name = self._names[resource] = f"{kind}-{self._numbers[kind]}"
             return name
-
-
-def _open_resources() -> list[object]:
-    for attempt in range(_ATTEMPTS):
-        try:
-            return registry.open_resources()
-        except RuntimeError:  # the set changed in another thread while it was copied
-            if attempt == _ATTEMPTS - 1:
-                raise
-    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def _stats_of(resource: Writer | Reader) -> WriterStats | ReaderStats | None:

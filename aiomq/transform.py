@@ -255,6 +255,8 @@ async def _next_batch(reader: Reader, batch_size: int, max_wait: float) -> list[
 async def _outputs(fn: TransformFunction, message: Message) -> list[Message]:
     """Call `fn` on one input, and return its outputs as a list."""
     result = fn(message)
+    if result.__class__ is Message:
+        return [result]  # the usual answer of a plain function: nothing more to check
     if inspect.isawaitable(result):
         result = await result
     if result is None:

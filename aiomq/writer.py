@@ -520,18 +520,19 @@ class Writer(AsyncResource):
             raise self._refusal(f"write_messages on a Writer that is {self._life}")
         transactions = self._transactions
         if transactions is not None or self._telemetry is not None:
-            return await self._write_traced(producer, transactions, messages)
+            return await self._write_wrapped(producer, transactions, messages)
         if not messages:
             return []
         return await self._write(producer, None, messages)
 
-    async def _write_traced(
+    async def _write_wrapped(
         self,
         producer: Producer,
         transactions: Transactions | None,
         messages: Sequence[Message],
     ) -> list[Message]:
-        """A write of a transactional or traced writer."""
+        """A write wrapped in what the writer adds around it: the transaction it joins,
+        the `send` span it makes, or both."""
         telemetry = self._telemetry
         if telemetry is None or not messages:
             if transactions is not None:
@@ -646,6 +647,10 @@ class Writer(AsyncResource):
         at or below what the group has committed, because the outputs of those messages
         would be duplicates. Either refusal raises `TransactionError`; leaving the
         `async with` with it aborts the transaction.
+
+        Cancellation: the offsets may or may not have reached the group's coordinator;
+        either way they take effect only if the transaction commits, and the cancellation
+        leaving the `async with` aborts it.
 
         Args:
             reader: A group reader (one with `group_id`), open.

@@ -32,6 +32,7 @@ from contextlib import contextmanager
 from importlib import metadata
 from typing import TYPE_CHECKING, Any, Final
 
+from aiomq._internal import registry
 from aiomq.message import Header, Message
 
 if TYPE_CHECKING:
@@ -268,20 +269,7 @@ def _read_on(
     def read() -> list[tuple[str, Any, dict[str, Any]]]:
         return [(kind, owner.stats(), attributes) for owner, kind, attributes in owners]
 
-    try:
-        running = asyncio.get_running_loop()
-    except RuntimeError:
-        running = None
-    if running is loop or loop.is_closed() or not loop.is_running():
-        return read()
-
-    async def on_loop() -> list[tuple[str, Any, dict[str, Any]]]:
-        return read()
-
-    try:
-        return asyncio.run_coroutine_threadsafe(on_loop(), loop).result(_READ_TIMEOUT)
-    except (TimeoutError, RuntimeError):  # the loop is busy, or closed meanwhile
-        return []
+    return registry.read_on(loop, read, _READ_TIMEOUT) or []  # None: the loop is busy
 
 
 def _schema_url() -> str:

@@ -16,20 +16,28 @@ import structlog
 from aiomq import IsolationLevel, Message, Reader, Writer
 
 
-async def main(bootstrap_servers: str, topic: str, group_id: str, transactional_id: str) -> None:
+def clients(
+    bootstrap_servers: str, topic: str, group_id: str, transactional_id: str
+) -> tuple[Reader, Writer]:
+    """A READ_COMMITTED group reader of `topic` (short group timings, for the embedded
+    broker) and a transactional writer to `topic.out`."""
     brokers = bootstrap_servers.split(",")
-    async with (
-        Reader(
-            brokers=brokers,
-            topic=topic,
-            group_id=group_id,
-            isolation_level=IsolationLevel.READ_COMMITTED,
-            session_timeout=1.0,
-            heartbeat_interval=0.25,
-            max_wait=0.1,
-        ) as reader,
-        Writer(brokers=brokers, topic=f"{topic}.out", transactional_id=transactional_id) as writer,
-    ):
+    reader = Reader(
+        brokers=brokers,
+        topic=topic,
+        group_id=group_id,
+        isolation_level=IsolationLevel.READ_COMMITTED,
+        session_timeout=1.0,
+        heartbeat_interval=0.25,
+        max_wait=0.1,
+    )
+    writer = Writer(brokers=brokers, topic=f"{topic}.out", transactional_id=transactional_id)
+    return reader, writer
+
+
+async def main(bootstrap_servers: str, topic: str, group_id: str, transactional_id: str) -> None:
+    reader, writer = clients(bootstrap_servers, topic, group_id, transactional_id)
+    async with reader, writer:
         inputs = await reader.fetch_batch(1000)
         async with writer.transaction():
             await writer.write_messages(*(Message(value=m.value, partition=0) for m in inputs))

@@ -12,7 +12,8 @@ import sys
 
 import structlog
 
-from aiomq import IsolationLevel, Message, Reader, Writer, transform
+from aiomq import Message, transform
+from tests.support.crash_transaction import clients
 
 
 def upper(message: Message) -> Message:
@@ -22,19 +23,8 @@ def upper(message: Message) -> Message:
 
 
 async def main(bootstrap_servers: str, topic: str, group_id: str, transactional_id: str) -> None:
-    brokers = bootstrap_servers.split(",")
-    async with (
-        Reader(
-            brokers=brokers,
-            topic=topic,
-            group_id=group_id,
-            isolation_level=IsolationLevel.READ_COMMITTED,
-            session_timeout=1.0,
-            heartbeat_interval=0.25,
-            max_wait=0.1,
-        ) as reader,
-        Writer(brokers=brokers, topic=f"{topic}.out", transactional_id=transactional_id) as writer,
-    ):
+    reader, writer = clients(bootstrap_servers, topic, group_id, transactional_id)
+    async with reader, writer:
 
         async def slowly(message: Message) -> Message:
             await asyncio.sleep(0.005)
