@@ -69,6 +69,8 @@ and the last failed (ISO 8601, UTC)."""
 
 _ERROR_TEXT_LIMIT: Final = 4000
 _FETCH_MAX: Final = 500
+_COMMIT_RETRY_MIN: Final = 0.2
+_COMMIT_RETRY_MAX: Final = 5.0
 
 
 class Order(enum.Enum):
@@ -475,12 +477,21 @@ class _Processor:
         """Commit the watermarks that moved, one commit at a time, those that move
         meanwhile going into the next; with a `commit_interval`, stash them for the
         reader's flusher (a revoke and the close flush the stash too)."""
+        failures = 0
         while True:
             await self._commit_wanted.wait()
             self._commit_wanted.clear()
-            await self._commit(set(self._dirty))
+            if await self._commit(set(self._dirty)):
+                failures = 0
+                continue
+            # The watermarks stay dirty: try again after a backoff, even if none moves.
+            failures += 1
+            await asyncio.sleep(backoff_delay(failures, _COMMIT_RETRY_MIN, _COMMIT_RETRY_MAX))
+            self._commit_wanted.set()
 
-    async def _commit(self, keys: Iterable[Key]) -> None:
+    async def _commit(self, keys: Iterable[Key]) -> bool:
+        """Commit (or stash) the watermarks of `keys` that moved; False if the commit
+        failed, the watermarks then marked dirty again."""
         offsets = {}
         committed = self._commits.committed_offset
         for key in keys:
@@ -489,15 +500,17 @@ class _Processor:
             if part is not None and part.watermark > max(committed(key), part.first):
                 offsets[_TP(*key)] = part.watermark
         if not offsets:
-            return
+            return True
         if self._state.settings.commit_interval > 0:
             self._commits.stash_owned(offsets)
-            return
+            return True
         try:
             await self._commits.commit_offsets(offsets, derived=True)
         except CommitError:
-            # Logged by the commit; the next watermark (or the final commit) tries again.
+            # Logged by the commit; tried again after a backoff, and by the final commit.
             self._dirty.update((tp.topic, tp.partition) for tp in offsets)
+            return False
+        return True
 
     # -- rebalances and stopping -----------------------------------------------------------
 

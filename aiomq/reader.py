@@ -646,9 +646,10 @@ class Reader(AsyncResource):
         committed offset only ever moves to just past the longest run of finished
         messages from where it stood, never past a message still running or waiting
         for a retry. Commits follow `commit_interval`: with 0, one commit at a time, each
-        carrying every watermark that moved meanwhile; otherwise the stash and its
-        flusher. After a crash, what finished at or beyond the committed offset is handled
-        again (at least once): make handlers idempotent.
+        carrying every watermark that moved meanwhile, a failed one tried again after a
+        backoff; otherwise the stash and its flusher. After a crash, what finished at or
+        beyond the committed offset is handled again (at least once): make handlers
+        idempotent.
 
         A handler that raises is retried after a backoff (`retry`), holding back the
         later messages of its key. After the last attempt the message goes to

@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
+import structlog
 
 from aiomq import (
     DEAD_LETTER_HEADERS,
@@ -23,7 +24,9 @@ from aiomq import (
     UnknownTopicOrPartitionError,
     Writer,
 )
+from aiomq.testing import EmbeddedBroker
 from tests.integration.test_reader import DEADLINE, group_reader
+from tests.integration.test_reader_trust import tasks_of
 from tests.integration.test_transactions import brokers, create_topics, group_offsets, unique
 from tests.support.processes import child_module, kill_hard
 from tests.support.waiting import wait_until
@@ -578,3 +581,51 @@ async def test_a_backlog_of_several_partitions_runs_them_side_by_side(
     async with reader, processing(reader, handler, concurrency=32, max_pending=100):
         await wait_until(lambda: finished == partitions * 300, "every message handled")
     assert most == partitions
+
+
+async def test_commits_held_back_by_an_outage_go_through_once_it_ends_and_closing_stays_prompt(
+    kafka_faulty_broker: EmbeddedBroker, topic: str
+) -> None:
+    """Handlers finish while the network is blackholed: their commits fail (counted), are
+    tried again after a backoff, and land once the network is back, with no new message
+    needed to trigger them. Closing during another outage returns within `close_timeout`
+    and leaves no task running."""
+    servers = kafka_faulty_broker.bootstrap_servers
+    await create_topics(servers, topic, partitions=1)
+    await seed(servers, topic, 20, keys=4)
+    group_id = unique("process")
+    gate = asyncio.Event()
+
+    async def handler(message: Message) -> None:
+        if message.offset >= 10:
+            await gate.wait()
+
+    before = asyncio.all_tasks()
+    reader = group_reader(servers, topic, group_id, commit_timeout=1.0, close_timeout=3.0)
+    await reader.__aenter__()
+    task = asyncio.create_task(reader.process(handler))
+    await until_committed(servers, group_id, topic, {0: 10}, task)
+    with structlog.testing.capture_logs() as logs:
+        kafka_faulty_broker.faults.blackhole()
+        gate.set()
+        await wait_until(
+            lambda: (s := reader.stats().processing) is not None and s.finished == 20,
+            "every message handled",
+        )
+        # Three failed commits: more than the watermarks that moved in the outage ask for.
+        await wait_until(
+            lambda: sum(e["event"] == "commit_timed_out" for e in logs) >= 3,
+            "commits failed in the outage",
+        )
+    kafka_faulty_broker.faults.heal()
+    await until_committed(servers, group_id, topic, {0: 20}, task)
+
+    kafka_faulty_broker.faults.blackhole()
+    try:
+        async with asyncio.timeout(3.0 + 2.0):
+            await reader.aclose()
+            await task
+    finally:
+        kafka_faulty_broker.faults.heal()
+    assert task.exception() is None
+    assert tasks_of(before) == []
