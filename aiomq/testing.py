@@ -16,13 +16,21 @@ the embedded broker through one::
         broker.faults.cut()   # every connection is reset, new ones are refused
         broker.faults.heal()
 
+`EmbeddedBroker(sasl=SaslAccounts(...))` puts a SASL login in front of the broker, with
+PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 or OAUTHBEARER, to try a client's SASL settings::
+
+    accounts = SaslAccounts(users={"billing": "secret"})
+    async with EmbeddedBroker(sasl=accounts) as broker:
+        dialer = aiomq.Dialer(sasl=aiomq.ScramSha512(username="billing", password="secret"))
+        ...
+
 Installing aiomq also registers a pytest plugin (`aiomq.pytest_plugin`) that gives any test
 suite a session-wide `kafka_broker` fixture, and a `kafka_faulty_broker` fixture with a
 fault proxy of its own for each test. `python -m aiomq.testing` runs a broker in the
 foreground and prints its address.
 
 Tansu answers most of the Kafka protocol, with a few gaps worth knowing in tests: it does
-not look up offsets by timestamp, has no TLS or SASL, does not support idempotent or
+not look up offsets by timestamp, has no TLS or SASL of its own, does not support idempotent or
 transactional producers from aiokafka, and creates missing topics with 4 partitions.
 """
 
@@ -41,6 +49,7 @@ from typing import Final, Self
 from aiomq._internal.broker import BrokerProcess, EmbeddedBrokerError, broker_binary, free_port
 from aiomq._internal.fault_proxy import FaultProxy
 from aiomq._internal.lifecycle import Lifecycle, StartStopResource
+from aiomq._internal.sasl_front import SaslAccounts, SaslFront
 from aiomq.errors import ClosedError, ConfigError
 
 __all__ = [
@@ -48,6 +57,7 @@ __all__ = [
     "EmbeddedBroker",
     "EmbeddedBrokerError",
     "FaultProxy",
+    "SaslAccounts",
     "env_or_embedded_broker",
 ]
 
@@ -86,9 +96,16 @@ class EmbeddedBroker(StartStopResource):
             then advertises the proxy's address, so the connections clients make after
             reading metadata go through it too, and `bootstrap_servers` names the proxy.
             Cannot be combined with `advertised_host` or `advertised_port`. Default: False.
+        sasl: Put a SASL front before the broker: every connection must log in with one
+            of these accounts, then passes through byte for byte. The broker advertises
+            the front's address, and `bootstrap_servers` names it. With `faults=True` the
+            fault proxy stands before the front, so a fault reaches clients exactly as
+            the proxy documents it. Cannot be combined with `advertised_host` or
+            `advertised_port`. Default: None (no login).
 
     Raises:
-        ConfigError: `faults` is combined with an advertised address.
+        ConfigError: `faults` or `sasl` is combined with an advertised address, or `sasl`
+            is not a `SaslAccounts`.
     """
 
     def __init__(
@@ -101,11 +118,21 @@ class EmbeddedBroker(StartStopResource):
         advertised_host: str | None = None,
         advertised_port: int | None = None,
         faults: bool = False,
+        sasl: SaslAccounts | None = None,
     ) -> None:
         if faults and (advertised_host is not None or advertised_port is not None):
             raise ConfigError(
                 "set either faults=True or advertised_host/advertised_port, not both: "
                 "with faults the broker advertises its fault proxy"
+            )
+        if sasl is not None and not isinstance(sasl, SaslAccounts):
+            raise ConfigError(
+                f"sasl takes aiomq.testing.SaslAccounts(users={{...}}), not {type(sasl).__name__}"
+            )
+        if sasl is not None and (advertised_host is not None or advertised_port is not None):
+            raise ConfigError(
+                "set either sasl or advertised_host/advertised_port, not both: "
+                "with sasl the broker advertises its SASL front"
             )
         self.host = host
         self._requested_port = port
@@ -116,6 +143,8 @@ class EmbeddedBroker(StartStopResource):
         self._advertised_port = advertised_port
         self._faults = faults
         self._proxy: FaultProxy | None = None
+        self._sasl = sasl
+        self._front: SaslFront | None = None
         self._process: BrokerProcess | None = None
         self._life = Lifecycle(
             "EmbeddedBroker",
@@ -124,12 +153,14 @@ class EmbeddedBroker(StartStopResource):
 
     def __repr__(self) -> str:
         state = "running" if self.running else "stopped" if self._life.ending else "new"
-        proxy = f" behind {self._proxy.address}" if self._proxy is not None else ""
-        return f"<EmbeddedBroker {self.host}:{self._port or '?'}{proxy} {state}>"
+        fronts = [f.address for f in (self._proxy, self._front) if f is not None and f.running]
+        behind = f" behind {' and '.join(fronts)}" if fronts else ""
+        return f"<EmbeddedBroker {self.host}:{self._port or '?'}{behind} {state}>"
 
     @property
     def bootstrap_servers(self) -> str:
-        """The `host:port` address clients connect to: the fault proxy's, with `faults=True`.
+        """The `host:port` address clients connect to: the fault proxy's with `faults=True`,
+        else the SASL front's with `sasl`, else the broker's own.
 
         Raises:
             ClosedError: The broker is not running.
@@ -138,6 +169,8 @@ class EmbeddedBroker(StartStopResource):
             raise ClosedError("the embedded broker is not running; start it with `async with`")
         if self._proxy is not None:
             return self._proxy.address
+        if self._front is not None:
+            return self._front.address
         return f"{self.host}:{self._port}"
 
     @property
@@ -173,11 +206,16 @@ class EmbeddedBroker(StartStopResource):
         binary = self._binary or broker_binary()
         self._port = self._requested_port or free_port(self.host)
         advertised = f"{self._advertised_host or self.host}:{self._advertised_port or self._port}"
-        if self._faults:
-            # The target is this host's own address: resolving it at start never blocks.
-            self._proxy = FaultProxy(target=f"{self.host}:{self._port}", host=self.host).start()
-            advertised = self._proxy.address
         try:
+            # Outermost last: clients meet the fault proxy, then the SASL front, then the
+            # broker. Each target is this host's own address, so starting never blocks.
+            target = f"{self.host}:{self._port}"
+            if self._sasl is not None:
+                self._front = SaslFront(target=target, accounts=self._sasl, host=self.host)
+                target = advertised = self._front.start().address
+            if self._faults:
+                self._proxy = FaultProxy(target=target, host=self.host).start()
+                advertised = self._proxy.address
             process = BrokerProcess(
                 binary=binary, host=self.host, port=self._port, advertised=advertised
             )
@@ -259,11 +297,15 @@ class EmbeddedBroker(StartStopResource):
         if self._proxy is not None:
             self._proxy.stop()
             self._proxy = None
+        if self._front is not None:
+            self._front.stop()
+            self._front = None
 
     def stop(self) -> None:
         """Stop the broker and wait for its process to end. Safe to call more than once.
 
-        With `faults=True`, the fault proxy stops first, resetting its connections.
+        The fault proxy and the SASL front, if any, stop first, resetting their
+        connections.
         """
         self._life.end()
         self._stop_proxy()
