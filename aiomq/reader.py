@@ -15,6 +15,7 @@ import enum
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from operator import itemgetter
 from typing import Any, Final, Self
 
 from aiokafka.structs import TopicPartition as _TP
@@ -63,6 +64,10 @@ _OPEN: Final = Phase.OPEN
 
 # What stopping the client may take beyond a second: one LeaveGroup round trip.
 _LEAVE_ROUND_TRIP: Final = 1.0
+
+_topic_of: Final = itemgetter(0)
+_partition_of: Final = itemgetter(1)
+_offset_of: Final = itemgetter(2)
 
 TopicPartition = tuple[str, int]
 """A `(topic, partition)` pair, as rebalance callbacks and `CommitError.offsets` give them."""
@@ -563,6 +568,13 @@ class Reader(AsyncResource):
     def _check_committable(self, messages: Sequence[Message]) -> None:
         """Refuse messages this reader cannot have returned."""
         topics = self.config.topics
+        # The usual case, checked in C: every offset and partition set, every topic read.
+        if (
+            min(map(_offset_of, messages)) >= 0
+            and min(map(_partition_of, messages)) >= 0
+            and set(map(_topic_of, messages)).issubset(topics)
+        ):
+            return
         for message in messages:
             if message.offset < 0 or message.partition < 0 or message.topic not in topics:
                 raise ConfigError(

@@ -50,6 +50,7 @@ SESSION_TIMEOUT = 2.0  # a Tansu group join takes about half of it
 HEARTBEAT_INTERVAL = 0.5
 QUEUE = 100  # aiomq's default queue_capacity, and aiokafka's max_poll_records to match
 BATCH = 500  # fetch_batch / getmany size; queue_capacity and max_poll_records in that row
+COMMIT_BATCH = 1000  # row f: a commit after every batch of this many, on both sides
 COMMIT_INTERVAL = 1.0
 # A read that finds fewer messages than it expects would wait for ever: give up instead.
 READ_TIMEOUT = 120.0
@@ -171,6 +172,58 @@ async def aiokafka_batch(bootstrap: str, topic: str, count: int) -> Timing:
     finally:
         await consumer.stop()
     return Timing(messages=counted, seconds=elapsed)
+
+
+async def aiomq_batch_commit(bootstrap: str, topic: str, count: int) -> Timing:
+    """f. `fetch_batch(1000)` then `commit_messages()` of that batch, waited for each time."""
+    size = 0
+    commits = 0
+    async with open_reader(
+        bootstrap, topic, queue_capacity=COMMIT_BATCH, commit_interval=0
+    ) as reader:
+        fetch, commit = reader.fetch_batch, reader.commit_messages
+        first = await fetch(COMMIT_BATCH)
+        await commit(*first)
+        start = time.perf_counter()
+        counted = 0
+        while len(first) + counted < count:
+            messages = await fetch(COMMIT_BATCH)
+            for message in messages:
+                size += len(message.value or b"")
+            await commit(*messages)
+            commits += 1
+            counted += len(messages)
+        elapsed = time.perf_counter() - start
+    return Timing(messages=counted, seconds=elapsed, commits=commits)
+
+
+async def aiokafka_batch_commit(bootstrap: str, topic: str, count: int) -> Timing:
+    """f. `getmany(max_records=1000)` then `commit()` of every consumed position."""
+    size = 0
+    commits = 0
+    consumer = open_consumer(bootstrap, topic, COMMIT_BATCH)
+    await consumer.start()
+    try:
+        first = await first_batch(consumer, COMMIT_BATCH)
+        got = sum(len(records) for records in first.values())
+        await consumer.commit()
+        start = time.perf_counter()
+        counted = 0
+        while got + counted < count:
+            batch = await consumer.getmany(
+                timeout_ms=int(MAX_WAIT * 1000), max_records=COMMIT_BATCH
+            )
+            for records in batch.values():
+                for record in records:
+                    size += len(record.value or b"")
+                counted += len(records)
+            if batch:
+                await consumer.commit()
+                commits += 1
+        elapsed = time.perf_counter() - start
+    finally:
+        await consumer.stop()
+    return Timing(messages=counted, seconds=elapsed, commits=commits)
 
 
 async def aiomq_each(bootstrap: str, topic: str, count: int) -> Timing:
@@ -323,6 +376,8 @@ THROUGHPUT: dict[str, Contender] = {
     "aiomq read_message 1s": aiomq_commit_1s,
     "aiokafka commit 1s": aiokafka_commit_1s,
     "aiokafka getone": aiokafka_getone,
+    "aiomq fetch_batch+commit": aiomq_batch_commit,
+    "aiokafka getmany+commit": aiokafka_batch_commit,
 }
 SYNC: dict[str, Contender] = {
     "aiomq read_message sync": aiomq_sync,
@@ -392,6 +447,17 @@ ROWS = (
             "aiomq read_message(), commit_interval 1.0 (row c)  vs  "
             f"aiokafka getmany(max_records={QUEUE}) with commit() once a second"
         ),
+    ),
+    RowSpec(
+        key="batch_commit",
+        name="f. commit after every batch",
+        aiomq="aiomq fetch_batch+commit",
+        baseline="aiokafka getmany+commit",
+        legend=(
+            f"aiomq fetch_batch({COMMIT_BATCH}), then commit_messages() of it, commit_interval 0  "
+            f"vs  aiokafka getmany(max_records={COMMIT_BATCH}), then commit()"
+        ),
+        target=1.0,
     ),
     RowSpec(
         key="sync",

@@ -349,6 +349,10 @@ async def test_committing_a_message_the_reader_could_not_have_read_is_refused(
         with pytest.raises(ConfigError) as raised:
             await reader.commit_messages(message)
         assert message.topic in str(raised.value)
+        # Among messages it did read, the one it could not have read fails the whole call.
+        with pytest.raises(ConfigError) as raised:
+            await reader.commit_messages(*read[:3], message, *read[3:])
+        assert message.topic in str(raised.value)
     assert (await committed_offsets(bootstrap_servers, group_id, [tp]))[tp] == 6
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from datetime import UTC, datetime
 from typing import Any
 
@@ -234,6 +235,24 @@ def test_next_offsets_of_no_messages_is_empty() -> None:
 
 def test_next_offsets_keeps_topics_apart() -> None:
     assert next_offsets([message(TP0, 1), message(TP2, 5)]) == {TP0: 2, TP2: 6}
+
+
+def test_next_offsets_matches_a_plain_loop_on_runs_interleavings_and_shuffles() -> None:
+    rng = random.Random(7)
+    tps = [TP0, TP1, TP2]
+    for _ in range(300):
+        messages: list[Message] = []
+        for _ in range(rng.randrange(1, 6)):  # runs of one partition, as fetches give
+            tp = rng.choice(tps)
+            start = rng.randrange(0, 50)
+            messages += [message(tp, start + i) for i in range(rng.randrange(1, 20))]
+        if rng.random() < 0.5:
+            rng.shuffle(messages)
+        expected: dict[TopicPartition, int] = {}
+        for m in messages:
+            tp = TopicPartition(m.topic, m.partition)
+            expected[tp] = max(expected.get(tp, 0), m.offset + 1)
+        assert next_offsets(messages) == expected
 
 
 def test_the_stash_keeps_the_highest_offset_of_each_partition() -> None:

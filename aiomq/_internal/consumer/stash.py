@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable
+from itertools import groupby
+from operator import itemgetter
 from typing import Final
 
 from aiokafka.structs import TopicPartition
@@ -12,6 +14,8 @@ from aiomq.message import Message
 __all__ = ["OffsetStash", "next_offsets"]
 
 _NO_OFFSET: Final = -1
+_partition_of: Final = itemgetter(0, 1)  # (topic, partition) of a Message
+_offset_of: Final = itemgetter(2)
 
 
 def next_offsets(messages: Iterable[Message]) -> dict[TopicPartition, int]:
@@ -21,13 +25,14 @@ def next_offsets(messages: Iterable[Message]) -> dict[TopicPartition, int]:
     commits every earlier message of its partition, and a lower offset given later in
     the same call never moves the commit back.
     """
-    offsets: dict[TopicPartition, int] = {}
-    for message in messages:
-        tp = TopicPartition(message.topic, message.partition)
-        nxt = message.offset + 1
-        if offsets.get(tp, _NO_OFFSET) < nxt:
-            offsets[tp] = nxt
-    return offsets
+    # A batch comes in runs of one partition each: take the highest offset of each run
+    # (in C), then the highest of the runs of each partition.
+    highest: dict[tuple[str, int], int] = {}
+    for key, run in groupby(messages, _partition_of):
+        top = max(map(_offset_of, run))
+        if highest.get(key, _NO_OFFSET) < top:
+            highest[key] = top
+    return {TopicPartition(*key): offset + 1 for key, offset in highest.items()}
 
 
 class OffsetStash:
