@@ -35,6 +35,12 @@ EXPECTED: dict[str, list[str]] = {
         r"offset 6: b'reading 6' \(next 7, lag 3\)",
         r"offset 9: b'reading 9' \(next 10, lag 0\)",
     ],
+    "sasl.py": [
+        # Against the embedded broker's SASL front, or the listener the environment names.
+        r"authenticated as \w+; wrote offset 0, read back b'authenticated'",
+        r"a wrong password is refused: broker \S+ refused SASL SCRAM-SHA-512 authentication "
+        r"as user '\w+' \(SaslAuthenticationFailed\)",
+    ],
     "read_time_range.py": [
         r"12:03 offset 3: b'entry 3'",
         r"12:05 offset 5: b'entry 5'",
@@ -144,7 +150,7 @@ EXPECTED: dict[str, list[str]] = {
 
 
 # Examples that need a special broker; each has its own test below.
-SPECIAL = {"tls.py", "sasl.py"}
+SPECIAL = {"tls.py"}
 
 
 def test_every_example_is_checked() -> None:
@@ -207,14 +213,3 @@ def test_tls_example_runs_against_the_broker_behind_tls(tls_broker: TLSBroker) -
     )
     assert result.returncode == 0, result.stderr
     assert "read back b'sent over TLS' over TLS" in result.stdout
-
-
-@pytest.mark.external_broker("SASL authentication: neither local broker authenticates")
-def test_sasl_example_authenticates_against_the_sasl_listener() -> None:
-    names = ("AIOMQ_SASL_BOOTSTRAP_SERVERS", "AIOMQ_SASL_USERNAME", "AIOMQ_SASL_PASSWORD")
-    missing = [n for n in names if not os.environ.get(n)]
-    if missing:
-        pytest.fail(f"the SASL example needs {', '.join(missing)} (see compose.yaml)")
-    result = run_example("sasl.py", {})
-    assert result.returncode == 0, result.stderr
-    assert "read back b'authenticated'" in result.stdout
