@@ -224,6 +224,29 @@ INTERNALS: Final[tuple[Internal, ...]] = (
         ),
     ),
     Internal(
+        "aiokafka.protocol.produce",
+        "ProduceRequest",
+        "framing Produce requests by hand (produce_frame.TransferRequest): its constructor "
+        "keeps what the frame is built from, and prepare() picks the version",
+        attrs=("prepare", "required_acks"),
+        sets=("_transactional_id", "_required_acks", "_timeout"),
+    ),
+    Internal(
+        "aiokafka.protocol.api",
+        "RequestStruct",
+        "framing Produce requests by hand (produce_frame.ProduceFrame): aiokafka's "
+        "connection frames a request with these and decodes with RESPONSE_TYPE.decode",
+        attrs=("build_request_header", "parse_response_header", "encode"),
+    ),
+    Internal(
+        "aiokafka.conn",
+        "AIOKafkaConnection",
+        "framing Produce requests by hand (produce_frame): send() writes size + "
+        "header.encode() + request.encode(), _handle_frame() reads the answer",
+        attrs=("send", "_handle_frame"),
+        sets=("_versions", "_requests", "_client_id"),
+    ),
+    Internal(
         "aiokafka.protocol.transaction",
         "InitProducerIdRequest",
         "an idempotent Writer's producer id (produce.init_producer_id)",

@@ -1,8 +1,9 @@
 """Writing to Kafka: encode a record batch, send it in a produce request, read the answer.
 
 The batch is encoded by aiokafka's record batch builder (its C extension when built),
-in Kafka's v2 format; the request is aiokafka's ProduceRequest, sent through its client
-to the partition's leader. Nothing here retries: the Writer's engine decides.
+in Kafka's v2 format; the request is aiokafka's ProduceRequest framed by hand
+(`produce_frame`), sent through its client to the partition's leader. Nothing here
+retries: the Writer's engine decides.
 """
 
 from __future__ import annotations
@@ -11,15 +12,15 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from itertools import repeat
 from operator import itemgetter
-from typing import Any, Final, cast
+from typing import Any, Final
 
 from aiokafka.client import AIOKafkaClient
-from aiokafka.protocol.produce import ProduceRequest
 from aiokafka.protocol.transaction import InitProducerIdRequest
 from aiokafka.record.default_records import DefaultRecordBatchBuilder
 from aiokafka.structs import TopicPartition
 
 from aiomq._internal.kafka.errors import ErrorCode, broker_error, map_errors
+from aiomq._internal.kafka.produce_frame import ProduceAnswer, TransferRequest
 from aiomq._internal.kafka.requests import entries
 from aiomq.errors import BrokerConnectionError, Error
 from aiomq.message import Message, to_millis
@@ -176,12 +177,7 @@ async def send_batch(
     leader = client.cluster.leader_for_partition(TopicPartition(topic, partition))
     if leader is None or leader < 0:
         return broker_error(ErrorCode.LEADER_NOT_AVAILABLE, topic=topic, partition=partition)
-    request = ProduceRequest(
-        transactional_id=transactional_id,
-        required_acks=acks,
-        timeout=timeout_ms,
-        topics=[(topic, [(partition, cast(bytes, data))])],
-    )
+    request = TransferRequest(transactional_id, acks, timeout_ms, topic, partition, data)
     try:
         with map_errors(brokers=brokers, topic=topic, partition=partition):
             response = await client.send(leader, request)
@@ -189,7 +185,11 @@ async def send_batch(
         return exc
     if response is None:  # acks=0: the broker sends no answer
         return (-1, -1)
-    answer = entries(response, "topics")[0].partitions[0]
+    answer = (
+        response
+        if response.__class__ is ProduceAnswer
+        else entries(response, "topics")[0].partitions[0]  # aiokafka's, before v3
+    )
     code = answer.error_code
     # A duplicate is a retry of a batch the broker has already written.
     if code and code != ErrorCode.DUPLICATE_SEQUENCE_NUMBER:
