@@ -103,8 +103,6 @@ class _Scram:
         )
 
     def step(self, token: bytes) -> tuple[bytes, bool]:
-        import scramp
-
         try:
             message = token.decode()
         except UnicodeDecodeError:
@@ -117,7 +115,9 @@ class _Scram:
                 return self._server.get_server_first().encode(), False
             self._server.set_client_final(message)
             return self._server.get_server_final().encode(), True
-        except scramp.ScramException:
+        except Exception:
+            # scramp raises ScramException for bad credentials and, for some malformed
+            # messages, other errors: each is a refused login, never a broken front.
             raise self._refused() from None
 
 
