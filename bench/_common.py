@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import os
 import platform
@@ -32,10 +33,22 @@ def parse_options(
         help=f"HOST:PORT of a broker (default: ${ENV_BOOTSTRAP}, else an embedded broker)",
     )
     parser.add_argument("--json", type=Path, default=None, help="also write results here")
+    parser.add_argument(
+        "--gc-threshold",
+        type=int,
+        default=None,
+        metavar="N",
+        help="gc.set_threshold(N, 20, 50) for the whole run, every client alike "
+        "(default: Python's, 700, 10, 10)",
+    )
     args = parser.parse_args(argv)
     runs = args.runs or (3 if args.quick else 5)
     if runs < 1:
         parser.error("--runs must be at least 1")
+    if args.gc_threshold is not None:
+        if args.gc_threshold < 1:
+            parser.error("--gc-threshold must be at least 1")
+        gc.set_threshold(args.gc_threshold, 20, 50)
     return args, runs
 
 
@@ -53,7 +66,8 @@ def start_report() -> str:
     print(
         f"python {platform.python_version()} ({platform.python_implementation()}), "
         f"aiokafka {aiokafka.__version__}, aiomq {aiomq.__version__}, "
-        f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPUs"
+        f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPUs, "
+        f"gc thresholds {gc.get_threshold()}"
     )
     return command
 

@@ -12,13 +12,15 @@ With --async-mode the writer queues each call and a completion callback counts t
 acknowledged messages; a round ends when all of them are. --completion-as-given gives that
 callback the messages as given (`completion_written=False`); --keyless writes messages
 without keys; --many builds them with `Message.many`. Each round also prints the client's
-CPU time per message (`time.process_time`).
+CPU time per message (`time.process_time`). --gc-threshold N runs it with
+`gc.set_threshold(N, 20, 50)` (see docs/benchmarks.md on the garbage collector).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import os
 import time
 from collections.abc import Callable
@@ -160,5 +162,10 @@ if __name__ == "__main__":
     )
     parser.add_argument("--keyless", action="store_true", help="messages without keys")
     parser.add_argument("--many", action="store_true", help="build them with Message.many")
+    parser.add_argument(
+        "--gc-threshold", type=int, default=None, metavar="N", help="gc.set_threshold(N, 20, 50)"
+    )
     options = parser.parse_args()
+    if options.gc_threshold is not None:
+        gc.set_threshold(options.gc_threshold, 20, 50)
     asyncio.run(main(options.calls, options.rounds, options.async_mode, options))
