@@ -1,11 +1,11 @@
 """The admin Client: topics, configs, offsets and consumer groups (kafka-go's `Client`).
 
-::
-
-    async with aiomq.Client(brokers=["localhost:9092"]) as c:
-        await c.create_topics(aiomq.TopicSpec(name="orders", partitions=3))
-        print(await c.list_topics())
-        print(await c.group_offsets("billing"))
+```python
+async with aiomq.Client(brokers=["localhost:9092"]) as c:
+    await c.create_topics(aiomq.TopicSpec(name="orders", partitions=3))
+    print(await c.list_topics())
+    print(await c.group_offsets("billing"))
+```
 
 What the calls take and return (`TopicSpec`, `TopicInfo`, `GroupOffset`, ...) is defined
 in `aiomq.cluster` and re-exported here.

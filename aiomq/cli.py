@@ -2,14 +2,16 @@
 dead-letter topics.
 
 Installed as the `aiomq` console script (and runnable as `python -m aiomq`) with the `cli`
-extra: `pip install 'aiomq[cli]'`. Commands follow kcat and Kafka's own tools::
+extra: `pip install 'aiomq[cli]'`. Commands follow kcat and Kafka's own tools:
 
-    aiomq topics create|list|describe|alter|delete ...
-    aiomq produce TOPIC [FILE]        one message per line (-K key separator, -H headers)
-    aiomq consume TOPIC               plain values, --format 'kcat %k %s\\n', or --json
-    aiomq groups list|describe|reset-offsets|delete ...
-    aiomq dlq show|replay TOPIC       the dead-letter topics of Reader.process
-    aiomq broker                      an embedded broker in the foreground
+```text
+aiomq topics create|list|describe|alter|delete ...
+aiomq produce TOPIC [FILE]        one message per line (-K key separator, -H headers)
+aiomq consume TOPIC               plain values, --format 'kcat %k %s\\n', or --json
+aiomq groups list|describe|reset-offsets|delete ...
+aiomq dlq show|replay TOPIC       the dead-letter topics of Reader.process
+aiomq broker                      an embedded broker in the foreground
+```
 
 The brokers come from `--bootstrap-server`/`-b` (before or after the command name) or
 the `AIOMQ_BOOTSTRAP_SERVERS` environment variable. `aiomq COMMAND --help` shows every

@@ -2,9 +2,11 @@
 brokers, consumer groups and their offsets.
 
 These are plain frozen dataclasses, importable without the client itself (and re-exported
-by `aiomq` and `aiomq.admin`)::
+by `aiomq` and `aiomq.admin`):
 
-    from aiomq.cluster import TopicInfo, TopicSpec
+```python
+from aiomq.cluster import TopicInfo, TopicSpec
+```
 """
 
 from __future__ import annotations

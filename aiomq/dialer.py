@@ -1,13 +1,15 @@
 """How aiomq connects: TLS and SASL settings shared by Writer, Reader and Client.
 
 kafka-go's `Dialer` carries the same settings; here it is a frozen value, so one dialer
-can serve every client of an application::
+can serve every client of an application:
 
-    dialer = aiomq.Dialer(
-        tls=aiomq.tls_context(ca_file="ca.pem"),
-        sasl=aiomq.ScramSha512(username="billing", password=os.environ["KAFKA_PASSWORD"]),
-    )
-    async with aiomq.Writer(brokers=[...], topic="orders", dialer=dialer) as w: ...
+```python
+dialer = aiomq.Dialer(
+    tls=aiomq.tls_context(ca_file="ca.pem"),
+    sasl=aiomq.ScramSha512(username="billing", password=os.environ["KAFKA_PASSWORD"]),
+)
+async with aiomq.Writer(brokers=[...], topic="orders", dialer=dialer) as w: ...
+```
 
 aiomq derives every security setting of the client underneath from it: there is no
 protocol string to spell. Secrets never appear in a `repr`, a log line or an error.

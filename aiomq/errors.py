@@ -3,26 +3,28 @@
 Every error aiomq raises on purpose is an `aiomq.Error`; the exceptions of the client
 library underneath never reach the caller, they are translated and chained with
 `raise ... from`. Some classes also inherit a builtin, so that code which knows nothing
-of aiomq can still catch them sensibly::
+of aiomq can still catch them sensibly:
 
-    Error
-    ├── ConfigError(ValueError)          a setting or argument is invalid
-    ├── InvalidMessageError(ValueError)  a message cannot be written as given
-    ├── ClosedError(RuntimeError)        the object was closed, or was never opened
-    ├── BackgroundTaskError(RuntimeError)  a background task of the object failed
-    ├── RequestTimeoutError(TimeoutError)  a request got no answer in time
-    ├── BrokerConnectionError(ConnectionError)  no broker could be reached
-    │   └── TLSError                     the TLS handshake failed, or one side lacks TLS
-    ├── AuthenticationError              SASL authentication was refused
-    ├── BrokerError                      a broker answered with a Kafka error code
-    │   ├── UnknownTopicOrPartitionError   (code 3)
-    │   └── MessageTooLargeError           (code 10, or refused before sending)
-    ├── WriteErrors                      some messages of one write failed; per message
-    ├── CommitError                      offsets could not be committed
-    ├── ProcessingError                  a handler of `Reader.process` failed for good
-    ├── TransactionError                 a transaction could not be used, committed or aborted
-    │   └── ProducerFencedError          a newer writer with the same transactional id took over
-    └── GroupNotEmptyError               a group still has members where none may remain
+```text
+Error
+├── ConfigError(ValueError)          a setting or argument is invalid
+├── InvalidMessageError(ValueError)  a message cannot be written as given
+├── ClosedError(RuntimeError)        the object was closed, or was never opened
+├── BackgroundTaskError(RuntimeError)  a background task of the object failed
+├── RequestTimeoutError(TimeoutError)  a request got no answer in time
+├── BrokerConnectionError(ConnectionError)  no broker could be reached
+│   └── TLSError                     the TLS handshake failed, or one side lacks TLS
+├── AuthenticationError              SASL authentication was refused
+├── BrokerError                      a broker answered with a Kafka error code
+│   ├── UnknownTopicOrPartitionError   (code 3)
+│   └── MessageTooLargeError           (code 10, or refused before sending)
+├── WriteErrors                      some messages of one write failed; per message
+├── CommitError                      offsets could not be committed
+├── ProcessingError                  a handler of `Reader.process` failed for good
+├── TransactionError                 a transaction could not be used, committed or aborted
+│   └── ProducerFencedError          a newer writer with the same transactional id took over
+└── GroupNotEmptyError               a group still has members where none may remain
+```
 
 Cancellation (`asyncio.CancelledError`, anyio's cancel scopes) is never wrapped: it is
 not an `Exception`, and aiomq lets it pass through untouched.

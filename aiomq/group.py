@@ -5,19 +5,21 @@ then `consume_claim` runs in its own task for every claimed partition, so partit
 processed concurrently while each keeps its order; when the partitions are about to be
 revoked (a rebalance) or the reader closes, the claims' message streams end, every
 `consume_claim` is awaited, `cleanup` runs, and marked offsets are committed before
-another member can take the partitions over::
+another member can take the partitions over:
 
-    class Handler:
-        async def setup(self, session): ...
-        async def consume_claim(self, session, claim):
-            async for message in claim:
-                await process(message)
-                session.mark_message(message)     # committed at the next flush
-        async def cleanup(self, session): ...
+```python
+class Handler:
+    async def setup(self, session): ...
+    async def consume_claim(self, session, claim):
+        async for message in claim:
+            await process(message)
+            session.mark_message(message)     # committed at the next flush
+    async def cleanup(self, session): ...
 
-    async with aiomq.Reader(brokers=..., topic="orders", group_id="billing",
-                            commit_interval=1.0) as reader:
-        await reader.consume(Handler())
+async with aiomq.Reader(brokers=..., topic="orders", group_id="billing",
+                        commit_interval=1.0) as reader:
+    await reader.consume(Handler())
+```
 """
 
 from __future__ import annotations

@@ -1,14 +1,16 @@
 """OpenTelemetry traces and metrics for aiomq's Writers and Readers (`pip install 'aiomq[otel]'`).
 
 Off by default. Switch it on for one object with `tracing=True`, or for every Writer and
-Reader opened afterwards with `instrument()`::
+Reader opened afterwards with `instrument()`:
 
-    import aiomq
+```python
+import aiomq
 
-    aiomq.otel.instrument()  # OpenTelemetry's global tracer and meter providers
+aiomq.otel.instrument()  # OpenTelemetry's global tracer and meter providers
 
-    async with aiomq.Writer(brokers=brokers, topic="orders") as w:  # traced
-        await w.write_messages(aiomq.Message(value=b"..."))
+async with aiomq.Writer(brokers=brokers, topic="orders") as w:  # traced
+    await w.write_messages(aiomq.Message(value=b"..."))
+```
 
 What is recorded (OpenTelemetry messaging semantic conventions, `SEMCONV_VERSION`):
 

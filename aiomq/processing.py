@@ -1,18 +1,18 @@
 """Concurrent processing for a group `Reader`: many handlers at once, order kept per key,
 retries, a dead-letter topic, and commits that never pass an unfinished message.
 
-::
+```python
+async def handle(message: aiomq.Message) -> None:
+    await charge(message.key, message.value)   # an HTTP call, a database write...
 
-    async def handle(message: aiomq.Message) -> None:
-        await charge(message.key, message.value)   # an HTTP call, a database write...
-
-    async with aiomq.Reader(brokers=brokers, group_id="billing", topic="orders") as r:
-        await r.process(
-            handle,
-            concurrency=64,
-            retry=aiomq.Retry(attempts=5, backoff_min=0.1, backoff_max=10.0),
-            dead_letter="orders.dlq",
-        )
+async with aiomq.Reader(brokers=brokers, group_id="billing", topic="orders") as r:
+    await r.process(
+        handle,
+        concurrency=64,
+        retry=aiomq.Retry(attempts=5, backoff_min=0.1, backoff_max=10.0),
+        dead_letter="orders.dlq",
+    )
+```
 
 How it works: fetched messages go into lanes, one per key of a partition (`Order.KEY`),
 per partition (`Order.PARTITION`) or per message (`Order.NONE`). A lane hands its

@@ -1,16 +1,16 @@
 """Prometheus metrics of every open Writer and Reader, read from their `stats()` when
 scraped. Needs the `prometheus` extra: `pip install 'aiomq[prometheus]'`.
 
-::
+```python
+import prometheus_client
+import aiomq.prometheus
 
-    import prometheus_client
-    import aiomq.prometheus
-
-    async def main():
-        aiomq.prometheus.register()              # on prometheus_client.REGISTRY
-        prometheus_client.start_http_server(9108)
-        async with aiomq.Reader(...) as reader:  # scraped while it is open
-            ...
+async def main():
+    aiomq.prometheus.register()              # on prometheus_client.REGISTRY
+    prometheus_client.start_http_server(9108)
+    async with aiomq.Reader(...) as reader:  # scraped while it is open
+        ...
+```
 
 Nothing runs between scrapes: each scrape takes one `stats()` snapshot of each Writer
 and Reader open in the process, and an object leaves the scrape when it closes.

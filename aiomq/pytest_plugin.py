@@ -1,18 +1,22 @@
 """The pytest plugin installed with aiomq: a real Kafka broker as a fixture.
 
 pytest loads it through aiomq's `pytest11` entry point, so any suite that has
-`aiomq[testing]` installed can simply ask for `kafka_broker`::
+`aiomq[testing]` installed can simply ask for `kafka_broker`:
 
-    async def test_round_trip(kafka_broker):
-        async with aiomq.Writer(brokers=[kafka_broker.bootstrap_servers], topic="t") as w:
-            ...
+```python
+async def test_round_trip(kafka_broker):
+    async with aiomq.Writer(brokers=[kafka_broker.bootstrap_servers], topic="t") as w:
+        ...
+```
 
 or, to rehearse outages, for `kafka_faulty_broker`, a broker of its own behind a fault
-proxy::
+proxy:
 
-    async def test_survives_an_outage(kafka_faulty_broker):
-        kafka_faulty_broker.faults.cut()
-        ...
+```python
+async def test_survives_an_outage(kafka_faulty_broker):
+    kafka_faulty_broker.faults.cut()
+    ...
+```
 """
 
 from __future__ import annotations

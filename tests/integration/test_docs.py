@@ -1,9 +1,13 @@
-"""README.md's code runs or at least parses, and the links of README.md and docs/ resolve.
+"""The code on the documentation site and in README.md runs, or at least compiles, and
+their links resolve.
 
-Complete programs in README.md (```python blocks that call `asyncio.run(`) run against the
-test broker, which they find in AIOMQ_BOOTSTRAP_SERVERS. Every other ```python block is a
-snippet that must still compile, top-level `await` allowed. Relative links must name an
-existing file, and their `#anchor` a heading of that file, slugged as GitHub does.
+The pages are README.md and every Markdown file under docs/ (the site's sources). Complete
+programs (```python blocks that call `asyncio.run(`) run against the test broker, which
+they find in AIOMQ_BOOTSTRAP_SERVERS. Every other ```python block is a snippet that must
+still compile, top-level `await` allowed. Relative links must name an existing file, and
+their `#anchor` a heading of that file, slugged as GitHub does (the site's mkdocs.yml makes
+its anchors the same way, so one link works in both places). Docstrings, which make the
+API pages, are checked in tests/unit/test_docs_site.py.
 """
 
 from __future__ import annotations
@@ -17,11 +21,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote
 
+import pymdownx.slugs
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 README = ROOT / "README.md"
-MARKDOWN = [README, *sorted((ROOT / "docs").rglob("*.md"))]
+DOCS = ROOT / "docs"
+MARKDOWN = [README, *sorted(DOCS.rglob("*.md"))]
 
 _FENCE = re.compile(r"^(?P<indent> *)(?P<fence>`{3,}|~{3,})(?P<info>[^`]*)$")
 _ATX_HEADING = re.compile(r"^ {0,3}#{1,6}(?:[ \t]+(?P<text>.*?))?(?:[ \t]+#+)?[ \t]*$")
@@ -164,24 +170,30 @@ def resolve(link: Link) -> tuple[Path, str]:
     return path, unquote(anchor)
 
 
-PYTHON_BLOCKS = [b for b in code_blocks(README) if b.language in ("python", "py", "python3")]
+PYTHON_BLOCKS = [
+    block
+    for path in MARKDOWN
+    for block in code_blocks(path)
+    if block.language in ("python", "py", "python3")
+]
 PROGRAMS = [b for b in PYTHON_BLOCKS if "asyncio.run(" in b.code]
 
 
-def test_the_readme_has_at_least_one_complete_program_to_run() -> None:
-    assert PROGRAMS, (
-        "README.md has no complete program: no ```python block calls asyncio.run(...), so "
-        "none is run against a broker. Python blocks start at lines "
-        + ", ".join(str(b.line) for b in PYTHON_BLOCKS)
-        + "."
+def test_the_site_has_complete_programs_to_run() -> None:
+    where = {b.path.relative_to(ROOT).as_posix() for b in PROGRAMS}
+    # The first program a reader meets, and the embedded broker's own, must run.
+    assert {"docs/getting-started.md", "docs/testing.md"} <= where, (
+        "no complete program (a ```python block calling asyncio.run(...)) in "
+        + ", ".join(sorted({"docs/getting-started.md", "docs/testing.md"} - where))
+        + ": nothing there is run against a broker"
     )
 
 
 @pytest.mark.parametrize("block", PROGRAMS, ids=[b.where for b in PROGRAMS])
-def test_a_complete_program_in_the_readme_runs_against_the_broker(
+def test_a_complete_program_on_the_site_runs_against_the_broker(
     block: CodeBlock, bootstrap_servers: str, tmp_path: Path
 ) -> None:
-    program = tmp_path / f"readme_line_{block.line}.py"
+    program = tmp_path / f"{block.path.stem}_line_{block.line}.py"
     program.write_text(block.code, encoding="utf-8")
     result = subprocess.run(
         [sys.executable, str(program)],
@@ -199,7 +211,7 @@ def test_a_complete_program_in_the_readme_runs_against_the_broker(
 
 
 @pytest.mark.parametrize("block", PYTHON_BLOCKS, ids=[b.where for b in PYTHON_BLOCKS])
-def test_every_python_block_in_the_readme_compiles(block: CodeBlock) -> None:
+def test_every_python_block_on_the_site_compiles(block: CodeBlock) -> None:
     try:
         compile(
             block.code,
@@ -235,9 +247,42 @@ def test_every_anchor_of_a_relative_link_names_a_heading_of_its_target(path: Pat
     assert not broken, "\n".join(broken)
 
 
-def test_the_parser_finds_the_readmes_code_blocks_links_and_headings() -> None:
+def test_the_parser_finds_the_pages_code_blocks_links_and_headings() -> None:
     # Guards the checks above against passing because the parser found nothing.
-    assert len(PYTHON_BLOCKS) >= 5
+    assert len(PYTHON_BLOCKS) >= 30
     assert any(link.target == "examples/quickstart.py" for link in relative_links(README))
+    assert any(link.target == "docs/getting-started.md" for link in relative_links(README))
     assert not any(link.target.startswith("https:") for link in relative_links(README))
-    assert {"quickstart", "testing-with-the-embedded-broker", "tls"} <= anchors(README)
+    assert {"quickstart", "working-on-aiomq"} <= anchors(README)
+    assert {"balancers", "async-mode"} <= anchors(DOCS / "writing.md")
+
+
+def test_the_site_gives_every_heading_the_anchor_github_gives_it() -> None:
+    # mkdocs.yml slugs headings with pymdownx's GitHub-style slugify; the links checked
+    # above rely on it, so that "writing.md#async-mode" works on GitHub and on the site.
+    slugify = pymdownx.slugs.slugify(case="lower")
+    headings = [
+        line.lstrip("#").strip()
+        for path in MARKDOWN
+        for _, line in prose_lines(path)
+        if _ATX_HEADING.match(line) and line.lstrip("#").strip()
+    ]
+    assert len(headings) > 100
+    differ = [h for h in headings if slugify(_CODE_SPAN.sub(r"\2", h), "-") != github_slug(h)]
+    assert not differ, f"headings the site and GitHub anchor differently: {differ}"
+
+
+def test_the_readme_keeps_its_two_commands() -> None:
+    # The front door's promise: one command runs the quickstart, one runs every check
+    # (.ci/run calls the second).
+    commands = {b.code.strip() for b in code_blocks(README) if b.language == "sh"}
+    assert {"scripts/quickstart", "scripts/test"} <= commands
+    for script in ("scripts/quickstart", "scripts/test"):
+        assert (ROOT / script).stat().st_mode & 0o111, f"{script} is not executable"
+
+
+def test_every_page_of_the_site_is_in_its_navigation() -> None:
+    nav = (ROOT / "mkdocs.yml").read_text(encoding="utf-8")
+    pages = [p.relative_to(DOCS).as_posix() for p in DOCS.rglob("*.md")]
+    missing = [page for page in pages if f" {page}\n" not in nav]
+    assert not missing, f"pages that no menu of the site leads to: {missing}"
