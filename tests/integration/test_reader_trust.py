@@ -604,10 +604,10 @@ async def test_a_failing_commit_flusher_fails_the_reader_loudly(
         await reader.aclose()
 
 
-async def test_the_readme_outage_rehearsal_raises_broker_connection_error(
+async def test_the_documented_outage_rehearsal_raises_broker_connection_error(
     kafka_faulty_broker: EmbeddedBroker,
 ) -> None:
-    # The README's "Fault injection" example, as it is written there.
+    # The "Fault injection" example of docs/testing.md, as it is written there.
     brokers = [kafka_faulty_broker.bootstrap_servers]
     async with Writer(brokers=brokers, topic="t", allow_auto_topic_creation=True) as w:
         await w.write_messages(Message(value=b"first", partition=0))
