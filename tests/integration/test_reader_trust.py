@@ -577,6 +577,34 @@ async def test_a_commit_through_a_blackhole_raises_and_aclose_stays_prompt(
     kafka_faulty_broker.faults.heal()
 
 
+async def test_aclose_cut_short_by_an_outage_leaves_no_fetch_request_running(
+    kafka_faulty_broker: EmbeddedBroker, topic: str
+) -> None:
+    """After a rebalance the member leaves the group on close; blackholed, that LeaveGroup
+    outlasts the close budget, and the fetcher's requests must still be ended."""
+    servers = kafka_faulty_broker.bootstrap_servers
+    group_id, assigned = await one_partition_group(servers, topic, 3)
+    before = asyncio.all_tasks()
+    reader = group_reader(servers, topic, group_id, close_timeout=1.0, on_assigned=assigned)
+    await reader.__aenter__()
+    await fetch_n(reader, 3)
+    await assigned.wait_for(1)
+    joiner = await rebalance_by_joining(servers, topic, group_id, assigned, 2)
+    await joiner.aclose()
+    await assigned.wait_for(3)
+    kafka_faulty_broker.faults.blackhole()
+    try:
+        await asyncio.sleep(0.5)  # the reader's next fetch is sent into the blackhole
+        with capture_logs() as logs:
+            async with asyncio.timeout(1.0 + 2.0):
+                await reader.aclose()
+        left = tasks_of(before)
+    finally:
+        kafka_faulty_broker.faults.heal()
+    assert [e for e in logs if e["event"] == "reader_close_timed_out"]
+    assert left == []
+
+
 # -- a failing background task -------------------------------------------------------------
 
 

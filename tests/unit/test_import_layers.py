@@ -38,7 +38,8 @@ AIOKAFKA_PUBLIC = {
 
 PRIVATE_ATTRIBUTES = re.compile(
     r"\.(_client|_coordinator|_subscription|_fetcher|_coordination_task|_fetch_task"
-    r"|_heartbeat_task|_commit_refresh_task|_reset_committed_task|_conns|_sync_task)\b"
+    r"|_heartbeat_task|_commit_refresh_task|_reset_committed_task|_conns|_sync_task"
+    r"|_pending_tasks)\b"
 )
 """Private attributes of aiokafka's consumer, client and coordinator that aiomq reads."""
 

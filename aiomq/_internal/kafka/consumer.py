@@ -151,6 +151,9 @@ async def _tear_down(consumer: AIOKafkaConsumer) -> None:
     fetcher = consumer._fetcher
     if fetcher is not None:
         tasks.append(fetcher._fetch_task)
+        # The fetch routine leaves its requests running when cancelled; only the
+        # fetcher's close() ends them, and a stop() cut short never reached it.
+        tasks.extend(fetcher._pending_tasks)
     for task in tasks:
         task.cancel()
     if tasks:

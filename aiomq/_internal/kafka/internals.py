@@ -310,8 +310,9 @@ INTERNALS: Final[tuple[Internal, ...]] = (
     Internal(
         "aiokafka.consumer.fetcher",
         "Fetcher",
-        "ending a consumer's fetch task within a time limit (consumer.stop_consumer)",
-        sets=("_fetch_task",),
+        "ending a consumer's fetch task and its requests within a time limit "
+        "(consumer.stop_consumer)",
+        sets=("_fetch_task", "_pending_tasks"),
     ),
     Internal(
         "aiokafka.consumer.subscription_state",
