@@ -27,7 +27,8 @@ async def test_writers_and_a_group_under_random_faults_lose_nothing_and_explain_
     ledger, findings = await soak(kafka_faulty_broker, settings)
     line = figures(settings, ledger, findings)
     print(line)
-    assert findings.problems(ledger) == [], f"{line}\n{replay}"
+    problems = findings.problems(ledger)
+    assert not problems, "\n".join([line, *problems, replay])
     # A storm, not a stroll: faults struck often enough to make the writers retry.
     assert sum(ledger.faults.values()) >= seconds / 8, line
     assert ledger.retries, line
