@@ -32,6 +32,7 @@ from aiomq._internal.consumer.positions import (
     stats_snapshot,
     update_lag_periodically,
 )
+from aiomq._internal.consumer.stash import readable_next_offsets
 from aiomq._internal.consumer.state import ReaderState
 from aiomq._internal.kafka.connect import open_client
 from aiomq._internal.kafka.consumer import stop_consumer
@@ -561,9 +562,11 @@ class Reader(AsyncResource):
         core.open_consumer()
         if not messages:
             return
-        self._check_committable(messages)
+        offsets = readable_next_offsets(messages, self.config.topics)
+        if offsets is None:
+            self._check_committable(messages)  # raises, naming the message
         with core.calls.wait("committing"):
-            await self._commits.commit(messages)
+            await self._commits.commit(messages, offsets)
 
     def _check_committable(self, messages: Sequence[Message]) -> None:
         """Refuse messages this reader cannot have returned."""

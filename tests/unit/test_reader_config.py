@@ -18,7 +18,7 @@ from aiomq import (
     Reader,
     ReaderConfig,
 )
-from aiomq._internal.consumer.stash import OffsetStash, next_offsets
+from aiomq._internal.consumer.stash import OffsetStash, next_offsets, readable_next_offsets
 
 BROKERS = ["127.0.0.1:9092"]
 NAN = float("nan")
@@ -253,6 +253,27 @@ def test_next_offsets_matches_a_plain_loop_on_runs_interleavings_and_shuffles() 
             tp = TopicPartition(m.topic, m.partition)
             expected[tp] = max(expected.get(tp, 0), m.offset + 1)
         assert next_offsets(messages) == expected
+
+
+def test_readable_next_offsets_refuses_exactly_what_a_reader_could_not_have_read() -> None:
+    rng = random.Random(11)
+    for _ in range(300):
+        messages = [
+            message(rng.choice([TP0, TP1, TP2]), rng.randrange(0, 40))
+            for _ in range(rng.randrange(1, 30))
+        ]
+        spoilt = rng.random() < 0.5
+        if spoilt:
+            bad = rng.choice(
+                [
+                    Message(topic="t", partition=0, offset=-1),
+                    Message(topic="t", partition=-1, offset=3),
+                    Message(topic="elsewhere", partition=0, offset=3),
+                ]
+            )
+            messages.insert(rng.randrange(len(messages) + 1), bad)
+        got = readable_next_offsets(messages, ("t", "u"))
+        assert got == (None if spoilt else next_offsets(messages))
 
 
 def test_the_stash_keeps_the_highest_offset_of_each_partition() -> None:

@@ -106,7 +106,9 @@ class GroupCommits:
         self._floors: dict[_TP, asyncio.Future[Any]] = {}
         self._lock = asyncio.Lock()
 
-    async def commit(self, messages: Sequence[Message]) -> None:
+    async def commit(
+        self, messages: Sequence[Message], offsets: dict[_TP, int] | None = None
+    ) -> None:
         """Commit messages: stash them with a `commit_interval`, else commit them now.
 
         Offsets of partitions the reader does not own, and offsets at or below what the
@@ -115,12 +117,14 @@ class GroupCommits:
 
         Args:
             messages: The messages; each commits everything before it in its partition.
+            offsets: `next_offsets(messages)`, when the caller has worked them out.
 
         Raises:
             CommitError: The commit failed, or did not finish within `commit_timeout`
                 (only with `commit_interval` 0).
         """
-        offsets = next_offsets(messages)
+        if offsets is None:
+            offsets = next_offsets(messages)
         if self._state.settings.commit_interval > 0:
             self.stash_owned(offsets)
             return

@@ -11,7 +11,7 @@ from aiokafka.structs import TopicPartition
 
 from aiomq.message import Message
 
-__all__ = ["OffsetStash", "next_offsets"]
+__all__ = ["OffsetStash", "next_offsets", "readable_next_offsets"]
 
 _NO_OFFSET: Final = -1
 _partition_of: Final = itemgetter(0, 1)  # (topic, partition) of a Message
@@ -30,6 +30,23 @@ def next_offsets(messages: Iterable[Message]) -> dict[TopicPartition, int]:
     highest: dict[tuple[str, int], int] = {}
     for key, run in groupby(messages, _partition_of):
         top = max(map(_offset_of, run))
+        if highest.get(key, _NO_OFFSET) < top:
+            highest[key] = top
+    return {TopicPartition(*key): offset + 1 for key, offset in highest.items()}
+
+
+def readable_next_offsets(
+    messages: Iterable[Message], topics: Collection[str]
+) -> dict[TopicPartition, int] | None:
+    """`next_offsets`, when a reader of `topics` could have returned every message; None
+    when one has a negative offset or partition, or a topic not among them. One pass
+    serves both, for the reader's commits of whole batches."""
+    highest: dict[tuple[str, int], int] = {}
+    for key, run in groupby(messages, _partition_of):
+        offsets = list(map(_offset_of, run))
+        if min(offsets) < 0 or key[1] < 0 or key[0] not in topics:
+            return None
+        top = max(offsets)
         if highest.get(key, _NO_OFFSET) < top:
             highest[key] = top
     return {TopicPartition(*key): offset + 1 for key, offset in highest.items()}
