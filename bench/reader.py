@@ -777,11 +777,11 @@ def main(argv: list[str] | None = None) -> int:
         f"  both clients: max_bytes / max_partition_fetch_bytes {MAX_BYTES // 1024} KiB, "
         f"max_wait / fetch_max_wait {MAX_WAIT:g} s, session timeout {SESSION_TIMEOUT:g} s, "
         f"heartbeat {HEARTBEAT_INTERVAL:g} s, max_poll_records = queue_capacity "
-        f"({QUEUE}; {BATCH} in row a), every value's length summed"
+        f"({QUEUE}; {BATCH} in row a, {COMMIT_BATCH} in row f), every value's length summed"
     )
     print(
-        f"  counts per run: {counts.messages:,} messages in rows a-d, {counts.sync:,} in row e; "
-        f"memory run {counts.memory:,} messages, RSS every {counts.every:,}"
+        f"  counts per run: {counts.messages:,} messages in rows a-d and f, {counts.sync:,} in "
+        f"row e; memory run {counts.memory:,} messages, RSS every {counts.every:,}"
     )
     sys.stdout.flush()
 
