@@ -13,9 +13,7 @@ Every call is timed against the deadline its documentation promises. Then the ne
 heals, the readers drain the topic and everything closes; `tests.support.soak_ledger`
 checks what was recorded. The seed decides the fault schedule and each client's
 workload, so a failing seed replays the same storm (the interleaving, driven by real
-time, varies a little)::
-
-    scripts/soak --minutes 10 --seed 1234
+time, varies a little): `scripts/soak --minutes 10 --seed 1234`.
 """
 
 from __future__ import annotations
@@ -160,6 +158,9 @@ class _Soak:
         finally:
             self.ledger.timed(what, self.loop.time() - start, bound)
 
+    def _count(self, event: str, fields: dict[str, Any]) -> None:
+        self.ledger.counts[event] += 1
+
     def _past(self, moment: float) -> bool:
         return self.loop.time() >= moment
 
@@ -268,7 +269,18 @@ class _Soak:
         except Exception as exc:
             self.unexpected("sync writer", exc)
         finally:
-            await self.timed("writer close", s.close_timeout + s.slack, writer.aclose())
+            await self._close_writer(number, writer)
+
+    async def _close_writer(self, number: int, writer: Writer) -> None:
+        s = self.settings
+        await self.timed("writer close", s.close_timeout + s.slack, writer.aclose())
+        # The duplicates are explained by the retries logged: the stats must agree.
+        logged = sum(1 for n, _partition, _at in self.ledger.retries if n == number)
+        counted = writer.stats().retries
+        if logged != counted:
+            self.ledger.errors.append(
+                f"writer {number} logged {logged} retries and counted {counted} in its stats"
+            )
 
     async def async_writer(self) -> None:
         number = 1
@@ -312,17 +324,12 @@ class _Soak:
         except Exception as exc:
             self.unexpected("async writer", exc)
         finally:
-            await self.timed("writer close", s.close_timeout + s.slack, writer.aclose())
+            await self._close_writer(number, writer)
 
     # -- readers --------------------------------------------------------------------------
 
     def _reader(self) -> Reader:
         s = self.settings
-        counts = self.ledger.counts
-
-        def on_event(event: str, fields: dict[str, Any]) -> None:
-            counts[event] += 1
-
         return Reader(
             brokers=self.servers,
             topic=self.topic,
@@ -334,7 +341,7 @@ class _Soak:
             commit_timeout=s.commit_timeout,
             close_timeout=s.close_timeout,
             dialer=Dialer(timeout=s.open_timeout),
-            logger=_Events(on_event),
+            logger=_Events(self._count),
         )
 
     async def read(self, name: str, reader: Reader, until: Callable[[], bool]) -> None:
@@ -445,9 +452,41 @@ class _Soak:
 
         return test
 
+    async def look_up_lost(self) -> None:
+        """For a few acknowledged messages no reader returned, read what the log holds
+        at their place, and note who read the places around it: the writer's fault or
+        the group's."""
+        ledger = self.ledger
+        lost = [(m, s.place) for m, s in ledger.sent.items() if s.acked and m not in ledger.placed]
+        for message_id, place in lost[:5]:
+            assert place is not None
+            partition, offset = place
+            reader = Reader(brokers=self.servers, topic=self.topic, partition=partition)
+            try:
+                async with reader:
+                    reader.set_offset(offset)
+                    async with asyncio.timeout(10.0):
+                        found = await reader.fetch_message()
+                held = f"{found.offset}: {found.value!r}"
+            except (Error, TimeoutError) as exc:
+                held = repr(exc)
+            around = [
+                f"{offset + step}: "
+                + ", ".join(
+                    f"{r.reader} at {r.at:.1f} ({r.commit})"
+                    for r in ledger.reads[partition, offset + step]
+                )
+                for step in (-1, 1)
+            ]
+            ledger.lost_details[message_id] = (
+                f"(acknowledged at {place}, the log holds {held}; read around it: "
+                + "; ".join(around)
+                + ")"
+            )
+
     async def run(self) -> None:
         s = self.settings
-        async with Client(brokers=self.servers) as admin:
+        async with Client(brokers=self.servers, logger=_Events(self._count)) as admin:
             await admin.create_topics(TopicSpec(name=self.topic, partitions=s.partitions))
         async with asyncio.TaskGroup() as group:
             readers = [group.create_task(self.steady_reader(f"reader-{n}")) for n in range(2)]
@@ -463,6 +502,7 @@ class _Soak:
                     self.drained(), "every acknowledged message is read", deadline=_DRAIN_DEADLINE
                 )
             await asyncio.sleep(_QUIET)
+            await self.look_up_lost()
             await memory
             if self.warm is not None:
                 final = _snapshot()

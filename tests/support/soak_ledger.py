@@ -78,6 +78,8 @@ class Ledger:
     hangs: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     """Exceptions no call documents, and the soak's own complaints."""
+    lost_details: dict[MessageId, str] = field(default_factory=dict)
+    """For a message acknowledged and never read, what its place in the log holds."""
     leftover_tasks: list[str] = field(default_factory=list)
     memory_growth: int = 0
     """Bytes allocated by aiomq and aiokafka at the end beyond what they held warmed up."""
@@ -124,7 +126,10 @@ class Findings:
             if items:
                 found.append(f"{len(items)} {what}: " + "; ".join(items[:5]))
 
-        some([str(m) for m in self.lost], "acknowledged message(s) never read")
+        some(
+            [f"{m} {ledger.lost_details.get(m, '')}".rstrip() for m in self.lost],
+            "acknowledged message(s) never read",
+        )
         some(self.misplaced, "acknowledged offset(s) holding another message")
         some(self.misordered, "key(s) read out of order")
         some(self.unexplained_write_duplicates, "duplicate(s) no retry explains")
