@@ -18,6 +18,7 @@ from aiomq.cluster import GroupInfo, GroupOffset, TopicSpec
 from aiomq.dialer import Dialer
 from aiomq.errors import BrokerError, Error
 from aiomq.message import FIRST_OFFSET, LAST_OFFSET
+from aiomq.reader import Reader
 
 __all__ = [
     "Connection",
@@ -66,6 +67,10 @@ def configure_logging(verbosity: int) -> Any:
     )
 
 
+_COMMIT_INTERVAL = 1.0
+"""Seconds between flushes of a command's group reader's commits."""
+
+
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Connection:
     """Where and how every client of one command-line run connects."""
@@ -82,6 +87,29 @@ class Connection:
         """An admin client, not yet opened."""
         return Client(
             brokers=self.brokers, timeout=self.timeout, dialer=self.dialer, logger=self.logger
+        )
+
+    def group_reader(
+        self, topic: str, group: str, session_timeout: float, *, start_offset: int, max_wait: float
+    ) -> Reader:
+        """A reader of `topic` in consumer group `group`, not yet opened.
+
+        Its commits go to a stash flushed every second and when it closes, so reading
+        stays fast and Ctrl-C still commits every message the command handled.
+        """
+        return Reader(
+            brokers=self.brokers,
+            topic=topic,
+            group_id=group,
+            start_offset=start_offset,
+            commit_interval=_COMMIT_INTERVAL,
+            max_wait=max_wait,
+            session_timeout=session_timeout,
+            heartbeat_interval=min(3.0, session_timeout / 3),
+            rebalance_timeout=max(session_timeout, 10.0),
+            close_timeout=self.timeout,
+            dialer=self.dialer,
+            logger=self.logger,
         )
 
 

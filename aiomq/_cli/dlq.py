@@ -41,7 +41,6 @@ __all__ = ["ReplayOptions", "ReplayReport", "ShowReport", "replay", "show"]
 _FETCH_MAX: Final = 500
 _POLL: Final = 0.1
 _MAX_WAIT: Final = 0.1
-_COMMIT_INTERVAL: Final = 1.0
 
 
 # -- reading up to the end -------------------------------------------------------------------
@@ -93,25 +92,6 @@ async def _read_partitions(
         taken += count
         if stopped:
             return
-
-
-def _group_reader(conn: Connection, topic: str, group: str, session_timeout: float) -> Reader:
-    return Reader(
-        brokers=conn.brokers,
-        topic=topic,
-        group_id=group,
-        start_offset=FIRST_OFFSET,
-        # Commits go to a stash flushed every second and when the reader closes, so Ctrl-C
-        # still commits every message replayed.
-        commit_interval=_COMMIT_INTERVAL,
-        max_wait=_MAX_WAIT,
-        session_timeout=session_timeout,
-        heartbeat_interval=min(3.0, session_timeout / 3),
-        rebalance_timeout=max(session_timeout, 10.0),
-        close_timeout=conn.timeout,
-        dialer=conn.dialer,
-        logger=conn.logger,
-    )
 
 
 async def _group_starts(client: Client, group: str, topic: str) -> dict[int, int]:
@@ -399,7 +379,13 @@ async def replay(
             assert options.group is not None
             group = options.group
             reader = await stack.enter_async_context(
-                _group_reader(conn, topic, group, options.session_timeout)
+                conn.group_reader(
+                    topic,
+                    group,
+                    options.session_timeout,
+                    start_offset=FIRST_OFFSET,
+                    max_wait=_MAX_WAIT,
+                )
             )
 
             async def group_starts() -> dict[Key, int]:

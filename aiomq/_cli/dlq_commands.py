@@ -11,7 +11,7 @@ import click
 
 from aiomq._cli import admin, dlq
 from aiomq._cli.dead_letter import SHOW_COLUMNS
-from aiomq._cli.runtime import ENV_SESSION_TIMEOUT, broker_option, connection, progress, run
+from aiomq._cli.runtime import broker_option, connection, progress, run, session_timeout_option
 
 __all__ = ["dead_letters"]
 
@@ -116,14 +116,7 @@ and writes and commits nothing.
 @click.option(
     "-g", "--group", metavar="ID", help="Start at, and commit progress to, this consumer group."
 )
-@click.option(
-    "--session-timeout",
-    type=click.FloatRange(min=0.1),
-    default=10.0,
-    show_default=True,
-    envvar=ENV_SESSION_TIMEOUT,
-    help="Seconds the group waits for a silent member (with --group).",
-)
+@session_timeout_option
 @broker_option
 @click.pass_context
 def replay(

@@ -30,6 +30,7 @@ __all__ = [
     "offset_option",
     "progress",
     "run",
+    "session_timeout_option",
 ]
 
 ENV_BOOTSTRAP = "AIOMQ_BOOTSTRAP_SERVERS"
@@ -121,6 +122,18 @@ def broker_option(command: F) -> F:
         "bootstrap",
         metavar="HOST:PORT[,...]",
         help=f"Brokers to connect to (default: ${ENV_BOOTSTRAP}).",
+    )(command)
+
+
+def session_timeout_option(command: F) -> F:
+    """--session-timeout, for the commands that can read in a consumer group."""
+    return click.option(
+        "--session-timeout",
+        type=click.FloatRange(min=0.1),
+        default=10.0,
+        show_default=True,
+        envvar=ENV_SESSION_TIMEOUT,
+        help="Seconds the group waits for a silent member (with --group).",
     )(command)
 
 

@@ -41,7 +41,6 @@ _POLL: Final = 0.1
 # a partition has nothing more; shorter waits learn the high water marks sooner.
 _MAX_WAIT_AT_END: Final = 0.1
 _MAX_WAIT: Final = 0.5
-_COMMIT_INTERVAL: Final = 1.0
 
 
 # -- produce ---------------------------------------------------------------------------------
@@ -344,7 +343,15 @@ async def consume(
     async with contextlib.AsyncExitStack() as stack:
         sources: list[tuple[Reader, Callable[[], bool] | None]] = []
         if options.group is not None:
-            reader = await stack.enter_async_context(_group_reader(conn, options))
+            reader = await stack.enter_async_context(
+                conn.group_reader(
+                    options.topic,
+                    options.group,
+                    options.session_timeout,
+                    start_offset=FIRST_OFFSET if options.from_beginning else LAST_OFFSET,
+                    max_wait=_MAX_WAIT_AT_END if options.exit_at_end else _MAX_WAIT,
+                )
+            )
             at_end = _group_at_end(reader, starts) if options.exit_at_end else None
             sources.append((reader, at_end))
         else:
@@ -359,26 +366,6 @@ async def consume(
                 sources.append((reader, at_end))
         report.started = time.monotonic()
         await _print_messages(sources, options, sink, report)
-
-
-def _group_reader(conn: Connection, options: ConsumeOptions) -> Reader:
-    session = options.session_timeout
-    return Reader(
-        brokers=conn.brokers,
-        topic=options.topic,
-        group_id=options.group,
-        start_offset=FIRST_OFFSET if options.from_beginning else LAST_OFFSET,
-        # Commits go to a stash flushed every second and when the reader closes, so
-        # printing stays fast and Ctrl-C still commits everything printed.
-        commit_interval=_COMMIT_INTERVAL,
-        max_wait=_MAX_WAIT_AT_END if options.exit_at_end else _MAX_WAIT,
-        session_timeout=session,
-        heartbeat_interval=min(3.0, session / 3),
-        rebalance_timeout=max(session, 10.0),
-        close_timeout=conn.timeout,
-        dialer=conn.dialer,
-        logger=conn.logger,
-    )
 
 
 def _partition_reader(conn: Connection, options: ConsumeOptions, partition: int) -> Reader:

@@ -19,12 +19,12 @@ from aiomq._cli.format import (
     render_value,
 )
 from aiomq._cli.runtime import (
-    ENV_SESSION_TIMEOUT,
     broker_option,
     connection,
     offset_option,
     progress,
     run,
+    session_timeout_option,
 )
 from aiomq.message import FIRST_OFFSET, LAST_OFFSET
 from aiomq.writer import Compression, RequiredAcks
@@ -161,14 +161,7 @@ SIGTERM). Reaching --max-messages or, with --exit-at-end, the end exits 0.
 )
 @click.option("-f", "--format", "fmt", metavar="FORMAT", help="Print each message with FORMAT.")
 @click.option("--json", "as_json", is_flag=True, help="Print each message as a JSON line.")
-@click.option(
-    "--session-timeout",
-    type=click.FloatRange(min=0.1),
-    default=10.0,
-    show_default=True,
-    envvar=ENV_SESSION_TIMEOUT,
-    help="Seconds the group waits for a silent member (with --group).",
-)
+@session_timeout_option
 @broker_option
 @click.pass_context
 def consume(
