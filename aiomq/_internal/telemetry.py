@@ -313,9 +313,14 @@ def telemetry() -> Telemetry:
     return _default
 
 
-def _server(brokers: Sequence[str]) -> dict[str, Any]:
+def _base_attributes(client_id: str, brokers: Sequence[str]) -> dict[str, Any]:
+    """The attributes every span of one client carries: system, client id, first broker."""
     host, _, port = brokers[0].rpartition(":")
-    attributes: dict[str, Any] = {"server.address": host or brokers[0]}
+    attributes: dict[str, Any] = {
+        "messaging.system": "kafka",
+        "messaging.client.id": client_id,
+        "server.address": host or brokers[0],
+    }
     if port.isdigit():
         attributes["server.port"] = int(port)
     return attributes
@@ -355,11 +360,7 @@ class WriterTelemetry(_Forgettable):
         self._hub = hub
         self._tracer = hub.tracer
         self._otel = hub.otel
-        self._base: dict[str, Any] = {
-            "messaging.system": "kafka",
-            "messaging.client.id": client_id,
-            **_server(brokers),
-        }
+        self._base = _base_attributes(client_id, brokers)
         hub.observe(
             writer, "writer", {"messaging.system": "kafka", "messaging.client.id": client_id}
         )
@@ -473,11 +474,7 @@ class ReaderTelemetry(_Forgettable):
         self._hub = hub
         self._tracer = hub.tracer
         self._otel = hub.otel
-        self._base: dict[str, Any] = {
-            "messaging.system": "kafka",
-            "messaging.client.id": client_id,
-            **_server(brokers),
-        }
+        self._base = _base_attributes(client_id, brokers)
         if group_id is not None:
             self._base["messaging.consumer.group.name"] = group_id
         hub.observe(
