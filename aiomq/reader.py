@@ -15,7 +15,6 @@ import enum
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from operator import itemgetter
 from typing import Any, Final, Self
 
 from aiokafka.structs import TopicPartition as _TP
@@ -65,10 +64,6 @@ _OPEN: Final = Phase.OPEN
 
 # What stopping the client may take beyond a second: one LeaveGroup round trip.
 _LEAVE_ROUND_TRIP: Final = 1.0
-
-_topic_of: Final = itemgetter(0)
-_partition_of: Final = itemgetter(1)
-_offset_of: Final = itemgetter(2)
 
 TopicPartition = tuple[str, int]
 """A `(topic, partition)` pair, as rebalance callbacks and `CommitError.offsets` give them."""
@@ -562,29 +557,27 @@ class Reader(AsyncResource):
         core.open_consumer()
         if not messages:
             return
-        offsets = readable_next_offsets(messages, self.config.topics)
-        if offsets is None:
-            self._check_committable(messages)  # raises, naming the message
+        offsets = self._committable_offsets(messages)
         with core.calls.wait("committing"):
             await self._commits.commit(messages, offsets)
 
-    def _check_committable(self, messages: Sequence[Message]) -> None:
-        """Refuse messages this reader cannot have returned."""
+    def _committable_offsets(self, messages: Sequence[Message]) -> dict[_TP, int]:
+        """The offsets that commit `messages`, once each is known to be one this reader
+        could have returned (in one pass over them, for a batch).
+
+        Raises:
+            ConfigError: A message has a negative offset or partition, or a topic the reader
+                does not read; the error names the first.
+        """
         topics = self.config.topics
-        # The usual case, checked in C: every offset and partition set, every topic read.
-        if (
-            min(map(_offset_of, messages)) >= 0
-            and min(map(_partition_of, messages)) >= 0
-            and set(map(_topic_of, messages)).issubset(topics)
-        ):
-            return
-        for message in messages:
-            if message.offset < 0 or message.partition < 0 or message.topic not in topics:
-                raise ConfigError(
-                    f"cannot commit {message.topic}[{message.partition}]@{message.offset}: "
-                    "only a message this reader returned can be committed (it reads "
-                    f"{', '.join(topics)})"
-                )
+        offsets = readable_next_offsets(messages, topics)
+        if offsets is not None:
+            return offsets
+        bad = next(m for m in messages if m.offset < 0 or m.partition < 0 or m.topic not in topics)
+        raise ConfigError(
+            f"cannot commit {bad.topic}[{bad.partition}]@{bad.offset}: only a message this "
+            f"reader returned can be committed (it reads {', '.join(topics)})"
+        )
 
     async def _offsets_for_transaction(self, messages: Sequence[Message]) -> TransactionOffsets:
         """The offsets that commit `messages`, for a transactional writer's `send_offsets`.
@@ -599,9 +592,9 @@ class Reader(AsyncResource):
                 "send_offsets needs a consumer group reader: create the Reader with group_id"
             )
         self._core.open_consumer()
-        self._check_committable(messages)
+        offsets = self._committable_offsets(messages)
         with self._core.calls.wait("sending offsets to a transaction"):
-            return await self._commits.for_transaction(messages)
+            return await self._commits.for_transaction(offsets)
 
     @property
     def _closing(self) -> bool:

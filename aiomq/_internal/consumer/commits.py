@@ -167,11 +167,12 @@ class GroupCommits:
                 raise
             raise self._timed_out(offsets, messages) from None
 
-    async def for_transaction(self, messages: Sequence[Message]) -> TransactionOffsets:
-        """Split the offsets that commit `messages` into those a transaction may commit
-        and the stale ones: of a partition this reader does not own now, or at or below
-        what the group has committed. Stale ones are logged and counted as the reader's
-        own would be; the caller refuses them, as their outputs would be duplicates.
+    async def for_transaction(self, offsets: dict[_TP, int]) -> TransactionOffsets:
+        """Split `offsets` (the next offset to read, per partition) into those a
+        transaction may commit and the stale ones: of a partition this reader does not own
+        now, or at or below what the group has committed. Stale ones are logged and
+        counted as the reader's own would be; the caller refuses them, as their outputs
+        would be duplicates.
 
         Waits for the committed offsets of newly assigned partitions up to
         `commit_timeout`; past it, offsets are checked against what is known.
@@ -179,7 +180,6 @@ class GroupCommits:
         Raises:
             ClosedError: The reader is not open.
         """
-        offsets = next_offsets(messages)
         owned = self._owned(offsets)
         if owned:
             with contextlib.suppress(TimeoutError):
