@@ -1,4 +1,5 @@
-"""What the benchmark scripts share: options, the report's header, and process measurements."""
+"""What the benchmark scripts share: options, the report's header, process measurements,
+and the timings of runs by contender."""
 
 from __future__ import annotations
 
@@ -9,8 +10,11 @@ import os
 import platform
 import resource
 import shlex
+import statistics
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Generic, Protocol, TypeVar
 
 import aiokafka
 import structlog
@@ -18,6 +22,39 @@ import structlog
 import aiomq
 
 ENV_BOOTSTRAP = "AIOMQ_BOOTSTRAP_SERVERS"
+
+
+class Rated(Protocol):
+    """One measured run: what it achieved, per second."""
+
+    @property
+    def rate(self) -> float: ...
+
+
+R = TypeVar("R", bound=Rated)
+
+
+@dataclass(kw_only=True, slots=True)
+class RunTimings(Generic[R]):
+    """Every measured run, by contender, in run order; medians and ratios of them."""
+
+    timings: dict[str, list[R]] = field(default_factory=dict)
+
+    def add(self, name: str, timing: R) -> None:
+        self.timings.setdefault(name, []).append(timing)
+
+    def median(self, name: str) -> float | None:
+        runs = self.timings.get(name)
+        return statistics.median(t.rate for t in runs) if runs else None
+
+    def run_ratios(self, a: str, b: str) -> list[float]:
+        """a over b within each run: the spread shows how noisy the run was."""
+        pairs = zip(self.timings.get(a, []), self.timings.get(b, []), strict=False)
+        return [x.rate / y.rate for x, y in pairs]
+
+    def ratio(self, a: str, b: str) -> float | None:
+        x, y = self.median(a), self.median(b)
+        return None if x is None or y is None or y == 0 else x / y
 
 
 def parse_options(

@@ -38,11 +38,11 @@ import tracemalloc
 import uuid
 from collections import Counter
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import aiokafka
-from _common import mib, parse_options, rss_bytes, start_report
+from _common import RunTimings, mib, parse_options, rss_bytes, start_report
 from aiokafka.errors import KafkaError
 
 import aiomq
@@ -390,27 +390,10 @@ async def fill(admin: Client, bootstrap: str, name: str, count: int) -> tuple[To
 
 
 @dataclass(kw_only=True, slots=True)
-class Results:
+class Results(RunTimings[Timing]):
     """Every measured run, by contender, in run order."""
 
     topics: dict[str, Topic]
-    timings: dict[str, list[Timing]] = field(default_factory=dict)
-
-    def add(self, name: str, timing: Timing) -> None:
-        self.timings.setdefault(name, []).append(timing)
-
-    def median(self, name: str) -> float | None:
-        runs = self.timings.get(name)
-        return statistics.median(t.rate for t in runs) if runs else None
-
-    def run_ratios(self, a: str, b: str) -> list[float]:
-        """a over b within each run: the spread shows how noisy the run was."""
-        pairs = zip(self.timings.get(a, []), self.timings.get(b, []), strict=False)
-        return [x.rate / y.rate for x, y in pairs]
-
-    def ratio(self, a: str, b: str) -> float | None:
-        x, y = self.median(a), self.median(b)
-        return None if x is None or y is None or y == 0 else x / y
 
 
 def rotated(names: list[str], run: int) -> list[str]:

@@ -38,12 +38,12 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Self
 
 import aiokafka
-from _common import parse_options, start_report
+from _common import RunTimings, parse_options, start_report
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener
 from aiokafka.errors import KafkaError
 from aiokafka.structs import TopicPartition
@@ -417,7 +417,7 @@ CONTENDERS: dict[str, Contender] = {
 
 
 @dataclass(kw_only=True, slots=True)
-class BrokerResults:
+class BrokerResults(RunTimings[Timing]):
     """Every measured run on one broker, by contender, in run order."""
 
     broker: Broker
@@ -425,23 +425,6 @@ class BrokerResults:
     fill_rate: float
     partitions: int
     aiokafka_transactions: str | None  # why aiokafka's transactional producer failed
-    timings: dict[str, list[Timing]] = field(default_factory=dict)
-
-    def add(self, name: str, timing: Timing) -> None:
-        self.timings.setdefault(name, []).append(timing)
-
-    def median(self, name: str) -> float | None:
-        runs = self.timings.get(name)
-        return statistics.median(t.rate for t in runs) if runs else None
-
-    def run_ratios(self, a: str, b: str) -> list[float]:
-        """a over b within each run: the spread shows how noisy the run was."""
-        pairs = zip(self.timings.get(a, []), self.timings.get(b, []), strict=False)
-        return [x.rate / y.rate for x, y in pairs]
-
-    def ratio(self, a: str, b: str) -> float | None:
-        x, y = self.median(a), self.median(b)
-        return None if x is None or y is None or y == 0 else x / y
 
     def interval(self, name: str) -> float | None:
         """The median over the runs of the median time from one commit to the next."""
